@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * SIP payload classification for sip_logic.bpf.c (step 9 of
+ * SPEC-DATAPLANE.md): keepalive, STUN, response, request or junk.
+ */
+#ifndef FP_SIP_H
+#define FP_SIP_H
+
+enum fp_payload {
+	FP_PAYLOAD_JUNK = 0,
+	FP_PAYLOAD_SIP,
+	FP_PAYLOAD_OPTIONS,
+};
+
+#define FP_MAX_KEEPALIVE	4
+#define FP_MAX_CRLF_PREFIX	4
+#define FP_MAX_METHOD		32
+#define FP_MAX_REQUEST_LINE	512	/* the CR LF lies within these bytes */
+#define FP_STUN_MIN		20
+#define FP_STUN_COOKIE		0x2112A442
+
+/* Method token characters (RFC 3261 token), as bitmaps of c < 64 and of
+ * 64 <= c < 128: A-Z a-z 0-9 - . ! % * _ + ` ' ~ */
+#define FP_TOKEN_LO	0x03ff6ca200000000ULL
+#define FP_TOKEN_HI	0x47ffffff87fffffeULL
+
+#define FP_ONES		0x0101010101010101ULL
+#define FP_HIGHS	0x8080808080808080ULL
+
+/* Eight characters as a number, the first one most significant. */
+#define FP_NUM8(a, b, c, d, e, f, g, h)					\
+	((__u64)(a) << 56 | (__u64)(b) << 48 | (__u64)(c) << 40 |	\
+	 (__u64)(d) << 32 | (__u64)(e) << 24 | (__u64)(f) << 16 |	\
+	 (__u64)(g) << 8 | (__u64)(h))
+
+static __always_inline int fp_is_crlf(__u8 c)
+{
+	return c == '\r' || c == '\n';
+}
+
+static __always_inline int fp_is_token(__u8 c)
+{
+	if (c < 64)
+		return (FP_TOKEN_LO >> c) & 1;
+	if (c < 128)
+		return (FP_TOKEN_HI >> (c - 64)) & 1;
+	return 0;
+}
+
+static __always_inline int fp_is_digit(__u8 c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Up to four bytes, all CR or LF (an empty payload too). */
+static __always_inline int fp_is_keepalive(__u8 *p, __u32 len,
+					   void *data_end)
+{
+	int i;
+
+	if (len > FP_MAX_KEEPALIVE)
+		return 0;
+	for (i = 0; i < FP_MAX_KEEPALIVE; i++) {
+		if (i >= len)
+			break;
+		if ((void *)(p + i + 1) > data_end || !fp_is_crlf(p[i]))
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int fp_is_stun(__u8 *p, __u32 len, void *data_end)
+{
+	if (len < FP_STUN_MIN || (void *)(p + 8) > data_end)
+		return 0;
+	return (p[0] & 0xC0) == 0 &&
+	       *(__be32 *)(p + 4) == bpf_htonl(FP_STUN_COOKIE);
+}
+
+/* "SIP/2.0 " and a three-digit status code. */
+static __always_inline int fp_is_response(__u8 *s, __u32 len, void *data_end)
+{
+	if (len < 11 || (void *)(s + 11) > data_end)
+		return 0;
+	return bpf_be64_to_cpu(*(__u64 *)s) ==
+		FP_NUM8('S', 'I', 'P', '/', '2', '.', '0', ' ') &&
+	       fp_is_digit(s[8]) && fp_is_digit(s[9]) && fp_is_digit(s[10]);
+}
+
+/* A method token of 1 to 32 characters, then a space. Returns -1 when
+ * there is none, 1 when the method is OPTIONS, else 0. */
+static __always_inline int fp_check_method(__u8 *s, __u32 len, void *data_end)
+{
+	int i;
+
+	for (i = 0; i <= FP_MAX_METHOD; i++) {
+		if (i >= len || (void *)(s + i + 1) > data_end)
+			return -1;
+		if (s[i] == ' ')
+			break;
+		if (!fp_is_token(s[i]))
+			return -1;
+	}
+	if (i == 0 || i > FP_MAX_METHOD)
+		return -1;
+	/* The space is at s[i], so s[0..6] are in the frame when i == 7. */
+	return i == 7 && (void *)(s + 7) <= data_end &&
+	       s[0] == 'O' && s[1] == 'P' && s[2] == 'T' && s[3] == 'I' &&
+	       s[4] == 'O' && s[5] == 'N' && s[6] == 'S';
+}
+
+/* Is the CR at s[cr] preceded by " SIP/2.0"? The caller has checked that
+ * s[cr] is inside the frame. */
+static __always_inline int fp_ends_with_version(__u8 *s, __u32 cr)
+{
+	if (cr < 8)
+		return 0;
+	return bpf_be64_to_cpu(*(__u64 *)(s + cr - 8)) ==
+	       FP_NUM8(' ', 'S', 'I', 'P', '/', '2', '.', '0');
+}
+
+/* Is s[i] the LF of a CR LF? The caller has checked that s[i] is inside
+ * the frame. */
+static __always_inline int fp_is_crlf_end(__u8 *s, __u32 i)
+{
+	return s[i] == '\n' && i > 0 && s[i - 1] == '\r';
+}
+
+/* The request line rule: the first CR LF lies within the first 512 bytes
+ * and right after " SIP/2.0". Returns 1 if so, else 0.
+ *
+ * Eight bytes at a time: words without an LF are skipped whole. Every read
+ * is at a fixed offset within an iteration, so the verifier's work stays
+ * linear in the line length. */
+static __always_inline int fp_check_request_line(__u8 *s, __u32 len,
+						 void *data_end)
+{
+	__u32 limit = len < FP_MAX_REQUEST_LINE ? len : FP_MAX_REQUEST_LINE;
+	__u32 off, i;
+	__u64 lf;
+	int j;
+
+	for (off = 0; off + 8 <= limit; off += 8) {
+		if ((void *)(s + off + 8) > data_end)
+			return 0;
+		lf = *(__u64 *)(s + off) ^ (FP_ONES * '\n');
+		if (!((lf - FP_ONES) & ~lf & FP_HIGHS))
+			continue;
+#pragma unroll
+		for (j = 0; j < 8; j++) {
+			if (fp_is_crlf_end(s, off + j))
+				return fp_ends_with_version(s, off + j - 1);
+		}
+	}
+#pragma unroll
+	for (j = 0; j < 8; j++) {
+		i = off + j;
+		if (i >= limit || (void *)(s + i + 1) > data_end)
+			return 0;
+		if (fp_is_crlf_end(s, i))
+			return fp_ends_with_version(s, i - 1);
+	}
+	return 0;
+}
+
+/* How many CR or LF bytes (at most four) lead the payload. */
+static __always_inline __u32 fp_crlf_prefix(__u8 *p, __u32 len,
+					    void *data_end)
+{
+	__u32 i;
+
+	for (i = 0; i < FP_MAX_CRLF_PREFIX; i++) {
+		if (i >= len || (void *)(p + i + 1) > data_end ||
+		    !fp_is_crlf(p[i]))
+			break;
+	}
+	return i;
+}
+
+#endif /* FP_SIP_H */

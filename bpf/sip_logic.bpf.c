@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * vos-fastpath SIP shield: the XDP program of SPEC-DATAPLANE.md.
+ *
+ * Drops blocklisted sources, hides the host from OPTIONS scanners
+ * (stealth), drops non-SIP junk on SIP UDP ports, passes the rest or
+ * redirects it to an AF_XDP socket, and counts every verdict once.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "fp_abi.h"
+#include "fp_parse.h"
+#include "fp_sip.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, FP_MAX_SIP_PORTS);
+} sip_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fp_lpm_v4_key);
+	__type(value, struct fp_entry);
+	__uint(max_entries, FP_MAX_ALLOW_V4);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} allow_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fp_lpm_v6_key);
+	__type(value, struct fp_entry);
+	__uint(max_entries, FP_MAX_ALLOW_V6);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} allow_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fp_lpm_v4_key);
+	__type(value, struct fp_entry);
+	__uint(max_entries, FP_MAX_BLOCK_V4);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} block_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fp_lpm_v6_key);
+	__type(value, struct fp_entry);
+	__uint(max_entries, FP_MAX_BLOCK_V6);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} block_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_settings);
+	__uint(max_entries, FP_MAX_SETTINGS);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_counter);
+	__uint(max_entries, FP_MAX_STATS);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_counter);
+	__uint(max_entries, FP_MAX_PROTO_STATS);
+} proto_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, FP_MAX_XSKS_MAP);
+} xsks_map SEC(".maps");
+
+static __always_inline __u32 fp_flags(void)
+{
+	__u32 zero = 0;
+	struct fp_settings *s = bpf_map_lookup_elem(&settings, &zero);
+
+	return s ? s->flags : 0;
+}
+
+static __always_inline int fp_is_sip_port(__u16 port)
+{
+	__u32 key = port;
+	__u8 *on = bpf_map_lookup_elem(&sip_ports, &key);
+
+	return on && *on;
+}
+
+static __always_inline int fp_entry_live(struct fp_entry *entry)
+{
+	/* The clock is read only for entries that can expire. */
+	return entry && (!entry->expires_ns ||
+			 entry->expires_ns > bpf_ktime_get_boot_ns());
+}
+
+/* Does a live entry of the v4 or v6 list cover the source address? */
+static __always_inline int fp_listed(void *v4, void *v6, int is_v6,
+				     void *saddr, void *data_end)
+{
+	struct fp_lpm_v4_key k4 = { .prefixlen = 32 };
+	struct fp_lpm_v6_key k6 = { .prefixlen = 128 };
+
+	if (is_v6) {
+		if (saddr + sizeof(k6.addr) > data_end)
+			return 0;
+		__builtin_memcpy(k6.addr, saddr, sizeof(k6.addr));
+		return fp_entry_live(bpf_map_lookup_elem(v6, &k6));
+	}
+	if (saddr + sizeof(k4.addr) > data_end)
+		return 0;
+	__builtin_memcpy(k4.addr, saddr, sizeof(k4.addr));
+	return fp_entry_live(bpf_map_lookup_elem(v4, &k4));
+}
+
+static __always_inline void fp_count(void *map, __u32 index, __u64 bytes)
+{
+	struct fp_counter *c = bpf_map_lookup_elem(map, &index);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+/* Step 10: a SIP UDP packet that passes goes to the AF_XDP socket of its
+ * rx queue when there is one. */
+static __always_inline int fp_pass_sip(struct xdp_md *ctx, __u32 *reason)
+{
+	int action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index,
+				      XDP_PASS);
+
+	*reason = action == XDP_REDIRECT ? FP_REDIRECTED : FP_PASSED;
+	return action;
+}
+
+/*
+ * The stages below are global functions: the verifier checks each of them
+ * once, with arguments it knows nothing about, instead of once for every
+ * parsing path (VLAN tags, IPv6 extension chains) that leads to them.
+ * Their arguments are offsets from the frame start, packed into scalars.
+ */
+
+/* Offsets in the frame, 20 bits each: L4 header, IP end, source address. */
+#define FP_OFF_BITS	20
+#define FP_OFF_MASK	((1ULL << FP_OFF_BITS) - 1)
+/* Header offsets stay under 16 KiB: two VLAN tags, IPv6 and four 2 KiB
+ * extension headers end 8254 bytes in. The mask shows it to the verifier. */
+#define FP_HDR_MASK	0x3fff
+
+/* Bits of the info argument besides the L4 protocol number (bits 0-7). */
+#define FP_INFO_V6		(1U << 8)
+#define FP_INFO_FIRST_FRAG	(1U << 9)
+#define FP_INFO_L4		(1U << 10)	/* the L4 header is reachable */
+
+/* The request line rule (fp_check_request_line) for the len bytes at
+ * offset: its loop is the costliest part to verify, so once is enough. */
+__noinline int fp_request_line_ok(struct xdp_md *ctx, __u32 offset,
+				  __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return fp_check_request_line(data + (offset & FP_HDR_MASK),
+				     len & 0xffff, data_end);
+}
+
+/* Classify the UDP payload of len bytes at offset: enum fp_payload. */
+__noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
+				       __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *p = data + (offset & FP_HDR_MASK);
+	__u32 skip;
+	int options;
+
+	len &= 0xffff;
+	if (fp_is_keepalive(p, len, data_end) || fp_is_stun(p, len, data_end))
+		return FP_PAYLOAD_SIP;
+
+	skip = fp_crlf_prefix(p, len, data_end);
+	p += skip;
+	len -= skip;
+	if (fp_is_response(p, len, data_end))
+		return FP_PAYLOAD_SIP;
+
+	options = fp_check_method(p, len, data_end);
+	if (options < 0 || !fp_request_line_ok(ctx, offset + skip, len))
+		return FP_PAYLOAD_JUNK;
+	return options ? FP_PAYLOAD_OPTIONS : FP_PAYLOAD_SIP;
+}
+
+/* Step 9: the UDP payload of a packet for a SIP port. */
+static __always_inline int fp_check_udp(struct xdp_md *ctx,
+					struct udphdr *udp, __u32 udp_off,
+					__u32 ip_end, __u32 info, __u32 flags,
+					__u32 *reason)
+{
+	__u32 udp_len = bpf_ntohs(udp->len);
+	__u32 room = ip_end > udp_off ? ip_end - udp_off : 0;
+	__u32 len;
+
+	if (udp_len < sizeof(*udp))
+		goto malformed;
+	if (info & FP_INFO_FIRST_FRAG) {
+		/* The rest of the datagram is in later fragments. */
+		len = room > sizeof(*udp) ? room - sizeof(*udp) : 0;
+	} else {
+		if (udp_len > room)
+			goto malformed;
+		len = udp_len - sizeof(*udp);
+	}
+
+	switch (fp_classify_udp_payload(ctx, udp_off + sizeof(*udp), len)) {
+	case FP_PAYLOAD_SIP:
+		return fp_pass_sip(ctx, reason);
+	case FP_PAYLOAD_OPTIONS:
+		if (!(flags & FP_STEALTH_OFF)) {
+			*reason = FP_OPTIONS_DROPPED;
+			return XDP_DROP;
+		}
+		return fp_pass_sip(ctx, reason);
+	}
+malformed:
+	*reason = FP_MALFORMED;
+	return flags & FP_MALFORMED_PASS ? XDP_PASS : XDP_DROP;
+}
+
+/* Steps 3 to 10 for a packet with a valid IP header. Returns the action
+ * in bits 0-7 and the stats reason above them. */
+__noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
+			 __u32 flags)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 l4_off = offsets & FP_HDR_MASK;
+	__u32 ip_end = (offsets >> FP_OFF_BITS) & FP_OFF_MASK;
+	void *saddr = data + ((offsets >> (2 * FP_OFF_BITS)) & FP_HDR_MASK);
+	int is_v6 = !!(info & FP_INFO_V6);
+	int is_udp = (info & 0xff) == FP_IPPROTO_UDP;
+	int is_tcp = (info & 0xff) == FP_IPPROTO_TCP;
+	struct udphdr *l4 = NULL;	/* dest is at the same offset in TCP */
+	__u32 reason = FP_NOT_SIP;
+	int action = XDP_PASS;
+	int is_sip = 0;
+
+	if (info & FP_INFO_L4) {
+		l4 = data + l4_off;
+		if ((void *)(l4 + 1) > data_end)
+			l4 = NULL;	/* parsing made sure it is not */
+	}
+	if (l4 && (is_udp || is_tcp))
+		is_sip = fp_is_sip_port(bpf_ntohs(l4->dest));
+
+	if (!is_sip && l4 && !(flags & FP_BLOCK_ALL_PORTS))
+		goto out;
+
+	if (fp_listed(&allow_v4, &allow_v6, is_v6, saddr, data_end)) {
+		if (is_sip && is_udp)
+			action = fp_pass_sip(ctx, &reason);
+		else if (is_sip)
+			reason = FP_PASSED;
+		goto out;
+	}
+	if (fp_listed(&block_v4, &block_v6, is_v6, saddr, data_end)) {
+		reason = FP_BLOCKED;
+		action = XDP_DROP;
+		goto out;
+	}
+	if (!is_sip)
+		goto out;
+	if (is_tcp) {
+		reason = FP_PASSED;
+		goto out;
+	}
+	action = fp_check_udp(ctx, l4, l4_off, ip_end, info, flags, &reason);
+out:
+	return action | reason << 8;
+}
+
+static __always_inline __u64 fp_pack_offsets(struct fp_pkt *pkt, void *data)
+{
+	__u64 l4 = pkt->l4 ? pkt->l4 - data : 0;
+
+	return l4 | (__u64)(pkt->ip_end - data) << FP_OFF_BITS |
+	       (__u64)(pkt->saddr - data) << (2 * FP_OFF_BITS);
+}
+
+static __always_inline __u32 fp_pack_info(struct fp_pkt *pkt)
+{
+	return pkt->l4proto | (pkt->is_v6 ? FP_INFO_V6 : 0) |
+	       (pkt->first_frag ? FP_INFO_FIRST_FRAG : 0) |
+	       (pkt->l4 ? FP_INFO_L4 : 0);
+}
+
+SEC("xdp")
+int sip_xdp_prog(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct fp_pkt pkt = {};
+	void *cursor = data;
+	__u32 flags = fp_flags();
+	__u32 reason = FP_NON_IP;
+	int action = XDP_PASS;
+	int parsed = -1;
+	int ethertype, verdict;
+
+	ethertype = fp_parse_eth(&cursor, data_end);
+	if (ethertype == bpf_htons(FP_ETH_P_IP))
+		parsed = fp_parse_ipv4(cursor, data_end, &pkt);
+	else if (ethertype == bpf_htons(FP_ETH_P_IPV6))
+		parsed = fp_parse_ipv6(cursor, data_end, &pkt);
+
+	if (parsed == 0) {
+		verdict = fp_decide(ctx, fp_pack_offsets(&pkt, data),
+				    fp_pack_info(&pkt), flags);
+		action = verdict & 0xff;
+		reason = verdict >> 8;
+		fp_count(&proto_stats, pkt.proto_class, bytes);
+	}
+	fp_count(&stats, reason, bytes);
+
+	if (action == XDP_DROP && (flags & FP_SHADOW))
+		return XDP_PASS;
+	return action;
+}

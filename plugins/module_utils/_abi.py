@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The data plane ABI (bpf/fp_abi.h), mirrored once for Python.
+
+Private to this collection. tests/dataplane/test_abi_mirror.py checks every
+name and number here against the built object's BTF and the C header.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import struct
+
+PROGRAM_NAME = "sip_xdp_prog"
+DEFAULT_PIN_DIR = "/sys/fs/bpf/vos_fastpath"
+
+# Map types of include/uapi/linux/bpf.h used by the program.
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LPM_TRIE = 11
+BPF_MAP_TYPE_XSKMAP = 17
+BPF_F_NO_PREALLOC = 1
+
+# XDP return codes.
+XDP_ABORTED = 0
+XDP_DROP = 1
+XDP_PASS = 2
+XDP_TX = 3
+XDP_REDIRECT = 4
+
+# fp_settings.flags bits.
+FP_BLOCK_ALL_PORTS = 1 << 0
+FP_STEALTH_OFF = 1 << 1
+FP_MALFORMED_PASS = 1 << 2
+FP_SHADOW = 1 << 3
+
+SETTINGS_FLAGS = {
+    "block_all_ports": FP_BLOCK_ALL_PORTS,
+    "stealth_off": FP_STEALTH_OFF,
+    "malformed_pass": FP_MALFORMED_PASS,
+    "shadow": FP_SHADOW,
+}
+
+# `stats` indexes, in order.
+REASONS = (
+    "PASSED",
+    "OPTIONS_DROPPED",
+    "BLOCKED",
+    "MALFORMED",
+    "REDIRECTED",
+    "RATE_LIMITED",
+    "NOT_SIP",
+    "NON_IP",
+)
+FP_PASSED, FP_OPTIONS_DROPPED, FP_BLOCKED, FP_MALFORMED, FP_REDIRECTED, \
+    FP_RATE_LIMITED, FP_NOT_SIP, FP_NON_IP = range(len(REASONS))
+
+REASON_HELP = {
+    "PASSED": "packet for a SIP port passed to the stack",
+    "OPTIONS_DROPPED": "stealth: OPTIONS request from an untrusted source",
+    "BLOCKED": "source in the blocklist",
+    "MALFORMED": "packet for a SIP UDP port that is not SIP",
+    "REDIRECTED": "redirected to an AF_XDP socket",
+    "RATE_LIMITED": "reserved",
+    "NOT_SIP": "IP packet not for a SIP port, passed",
+    "NON_IP": "not IPv4/IPv6, or a truncated or invalid IP header, passed",
+}
+
+# `proto_stats` indexes, in order.
+PROTOS = ("TCP", "UDP", "ICMP", "OTHER")
+FP_PROTO_TCP, FP_PROTO_UDP, FP_PROTO_ICMP, FP_PROTO_OTHER = range(len(PROTOS))
+
+PROTO_HELP = {
+    "TCP": "TCP, any port",
+    "UDP": "UDP, any port",
+    "ICMP": "ICMP or ICMPv6",
+    "OTHER": "any other protocol, or an IPv6 extension chain not followed",
+}
+
+
+class MapSpec:
+    """One map of the contract: name, type, key and value sizes, limits."""
+
+    def __init__(self, name: str, map_type: int, key_size: int,
+                 value_size: int, max_entries: int, flags: int = 0) -> None:
+        self.name = name
+        self.map_type = map_type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+
+    def __repr__(self) -> str:
+        return "MapSpec(%s)" % self.name
+
+
+# struct layouts (little or big endian does not matter for the trie keys:
+# prefixlen is host order, the address bytes are network order).
+LPM_V4_KEY = struct.Struct("=I4s")     # struct fp_lpm_v4_key
+LPM_V6_KEY = struct.Struct("=I16s")    # struct fp_lpm_v6_key
+ENTRY = struct.Struct("=QII")          # struct fp_entry
+SETTINGS = struct.Struct("=II")        # struct fp_settings
+COUNTER = struct.Struct("=QQ")         # struct fp_counter
+U32 = struct.Struct("=I")
+U8 = struct.Struct("=B")
+
+STRUCTS = {
+    # name: [(member, offset, size), ...], total size
+    "fp_lpm_v4_key": ([("prefixlen", 0, 4), ("addr", 4, 4)], 8),
+    "fp_lpm_v6_key": ([("prefixlen", 0, 4), ("addr", 4, 16)], 20),
+    "fp_entry": ([("expires_ns", 0, 8), ("source", 8, 4),
+                  ("reserved", 12, 4)], 16),
+    "fp_settings": ([("flags", 0, 4), ("reserved", 4, 4)], 8),
+    "fp_counter": ([("packets", 0, 8), ("bytes", 8, 8)], 16),
+}
+
+MAPS = {
+    m.name: m
+    for m in (
+        MapSpec("sip_ports", BPF_MAP_TYPE_ARRAY, 4, 1, 65536),
+        MapSpec("allow_v4", BPF_MAP_TYPE_LPM_TRIE, 8, 16, 65536,
+                BPF_F_NO_PREALLOC),
+        MapSpec("allow_v6", BPF_MAP_TYPE_LPM_TRIE, 20, 16, 65536,
+                BPF_F_NO_PREALLOC),
+        MapSpec("block_v4", BPF_MAP_TYPE_LPM_TRIE, 8, 16, 2097152,
+                BPF_F_NO_PREALLOC),
+        MapSpec("block_v6", BPF_MAP_TYPE_LPM_TRIE, 20, 16, 1048576,
+                BPF_F_NO_PREALLOC),
+        MapSpec("settings", BPF_MAP_TYPE_ARRAY, 4, 8, 1),
+        MapSpec("stats", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, len(REASONS)),
+        MapSpec("proto_stats", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16,
+                len(PROTOS)),
+        MapSpec("xsks_map", BPF_MAP_TYPE_XSKMAP, 4, 4, 64),
+    )
+}
+
+# Constants of bpf/fp_abi.h checked against the header by the mirror test.
+HEADER_CONSTANTS = {
+    "FP_BLOCK_ALL_PORTS": FP_BLOCK_ALL_PORTS,
+    "FP_STEALTH_OFF": FP_STEALTH_OFF,
+    "FP_MALFORMED_PASS": FP_MALFORMED_PASS,
+    "FP_SHADOW": FP_SHADOW,
+    "FP_REASON_MAX": len(REASONS),
+    "FP_PROTO_MAX": len(PROTOS),
+}
+HEADER_CONSTANTS.update(("FP_" + name, i) for i, name in enumerate(REASONS))
+HEADER_CONSTANTS.update(
+    ("FP_PROTO_" + name, i) for i, name in enumerate(PROTOS))
+HEADER_CONSTANTS.update(
+    ("FP_MAX_" + name.upper(), spec.max_entries)
+    for name, spec in MAPS.items())
