@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One idempotent set-up for a fresh Debian 12 machine (run as root):
+# Debian packages, the pinned Python virtual environment, bpffs, and the
+# collection link that lets playbooks and ansible-doc use this checkout.
+# A second run only checks and takes seconds.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV="$ROOT/.venv"
+
+DEBIAN_PACKAGES=(
+	clang llvm libbpf-dev bpftool iproute2 make gcc libc6-dev
+	python3 python3-venv
+	xdp-tools ipset nftables
+	tcpreplay hping3
+)
+
+say() { printf '[setup] %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "setup: run as root (XDP, bpffs and packages need it): sudo $0" >&2
+	exit 1
+fi
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
+		missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+	say "installing Debian packages: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null
+fi
+
+# The venv is rebuilt only when requirements.txt changes.
+stamp="$VENV/.requirements.sha256"
+want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
+if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+	say "creating the Python environment in .venv"
+	python3 -m venv "$VENV"
+	if ! "$VENV/bin/pip" install -q --disable-pip-version-check \
+		-r "$ROOT/requirements.txt" >"$VENV/pip.log" 2>&1; then
+		tail -20 "$VENV/pip.log" >&2
+		echo "setup: pip could not install requirements.txt (log: $VENV/pip.log)" >&2
+		exit 1
+	fi
+	echo "$want" >"$stamp"
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+	say "mounting bpffs on /sys/fs/bpf"
+	mount -t bpf bpf /sys/fs/bpf
+fi
+
+# ansible.cfg points collections_path at .collections; this link makes the
+# checkout itself the collection vos.fastpath.
+link="$ROOT/.collections/ansible_collections/vos/fastpath"
+if [[ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]]; then
+	mkdir -p "$(dirname "$link")"
+	ln -sfn "$ROOT" "$link"
+fi
+
+say "ready"
