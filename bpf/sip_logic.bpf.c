@@ -252,20 +252,18 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	int is_v6 = !!(info & FP_INFO_V6);
 	int is_udp = (info & 0xff) == FP_IPPROTO_UDP;
 	int is_tcp = (info & 0xff) == FP_IPPROTO_TCP;
-	struct udphdr *l4 = NULL;	/* dest is at the same offset in TCP */
+	int reachable = !!(info & FP_INFO_L4);
+	struct udphdr *l4 = data + l4_off; /* dest is at that offset in TCP */
 	__u32 reason = FP_NOT_SIP;
 	int action = XDP_PASS;
 	int is_sip = 0;
 
-	if (info & FP_INFO_L4) {
-		l4 = data + l4_off;
-		if ((void *)(l4 + 1) > data_end)
-			l4 = NULL;	/* parsing made sure it is not */
-	}
-	if (l4 && (is_udp || is_tcp))
+	/* Parsing checked that a reachable UDP or TCP header is in the frame;
+	 * the verifier needs to see the bound here too. */
+	if (reachable && (is_udp || is_tcp) && (void *)(l4 + 1) <= data_end)
 		is_sip = fp_is_sip_port(bpf_ntohs(l4->dest));
 
-	if (!is_sip && l4 && !(flags & FP_BLOCK_ALL_PORTS))
+	if (!is_sip && reachable && !(flags & FP_BLOCK_ALL_PORTS))
 		goto out;
 
 	if (fp_listed(&allow_v4, &allow_v6, is_v6, saddr, data_end)) {

@@ -35,6 +35,7 @@ EXT_NAMES = {HBH: "hbh", ROUTING: "rt", DSTOPTS: "dst", FRAGMENT: "frag"}
 SIP_PORTS = frozenset({5060, 5061, 5080})
 NON_SIP_PORTS = (0, 53, 80, 443, 3478, 5059, 5062, 8080, 16384, 65535)
 EXPIRED_NS = 1
+MIN_FRAME = 14                   # BPF_PROG_TEST_RUN wants an Ethernet header
 SERVER_V4 = ipaddress.IPv4Address("192.0.2.254")
 SERVER_V6 = ipaddress.IPv6Address("2001:db8:ffff::1")
 
@@ -689,7 +690,8 @@ def _raw_cut(rng: random.Random, frame: bytes,
     if rng.random() >= 0.05:
         return frame
     limit = len(frame) if rng.random() < 0.5 else min(len(frame), 100)
-    cut = rng.randint(0, max(0, limit - 1))
+    # BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
+    cut = rng.randint(MIN_FRAME, max(MIN_FRAME, limit - 1))
     labels.append(f"cut={cut}/{len(frame)}")
     return frame[:cut]
 
@@ -757,7 +759,7 @@ def random_frames(rng: random.Random, count: int,
     port_list = sorted(ports)
     for _ in range(count):
         if rng.random() < 0.5:
-            yield rng.randbytes(rng.randint(0, 1600))
+            yield rng.randbytes(rng.randint(MIN_FRAME, 1600))
             continue
         l3 = _fuzz_ip(rng, port_list)
         ethertype = ETH_P_IP if l3[0] >> 4 == 4 else ETH_P_IPV6
@@ -765,7 +767,7 @@ def random_frames(rng: random.Random, count: int,
         frame = ethernet(ethertype, l3, vlans)
         frame += rng.randbytes(rng.choice((0, 0, rng.randint(1, 64))))
         if rng.random() < 0.3:
-            frame = frame[:rng.randint(0, len(frame))]
+            frame = frame[:rng.randint(MIN_FRAME, len(frame))]
         yield frame[:1600]
 
 
