@@ -45,6 +45,12 @@ class Outcome:
     bytes_counted: int      # growth of the moved stats counter's bytes
 
 
+def _moved(before: list[tuple[int, int]],
+           after: list[tuple[int, int]]) -> list[int]:
+    return [i for i, (a, b) in enumerate(zip(before, after, strict=True))
+            if a != b]
+
+
 class Dataplane:
     """The program loaded and pinned under pin_dir, with its maps open."""
 
@@ -92,11 +98,10 @@ class Dataplane:
     def _put(self, kind: str, entry: Entry) -> None:
         net = entry.network
         if net.version == 4:
-            key = _abi.LPM_V4_KEY.pack(net.prefixlen, net.network_address.packed)
-            m = self.maps[kind + "_v4"]
+            layout, m = _abi.LPM_V4_KEY, self.maps[kind + "_v4"]
         else:
-            key = _abi.LPM_V6_KEY.pack(net.prefixlen, net.network_address.packed)
-            m = self.maps[kind + "_v6"]
+            layout, m = _abi.LPM_V6_KEY, self.maps[kind + "_v6"]
+        key = layout.pack(net.prefixlen, net.network_address.packed)
         m.update(key, _abi.ENTRY.pack(entry.expires_ns, entry.source, 0))
 
     def set_flags(self, flags: int) -> None:
@@ -126,10 +131,8 @@ class Dataplane:
         before = self.counters("stats"), self.counters("proto_stats")
         action = self.test_run(frame, rx_queue).retval
         after = self.counters("stats"), self.counters("proto_stats")
-        reasons = [i for i, (a, b) in enumerate(zip(before[0], after[0]))
-                   if a != b]
-        protos = [i for i, (a, b) in enumerate(zip(before[1], after[1]))
-                  if a != b]
+        reasons = _moved(before[0], after[0])
+        protos = _moved(before[1], after[1])
         grown = sum(after[0][i][1] - before[0][i][1] for i in reasons)
         return Outcome(action, reasons, protos, grown)
 

@@ -1,0 +1,84 @@
+"""The Makefile as operators use it, and the collection as Ansible sees it."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(platform.machine(),
+                                                 platform.machine())
+
+
+def make(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-C", str(REPO), *args],
+                          capture_output=True, text=True)
+
+
+def test_make_builds_vmlinux_h_and_object_with_arch_macro(
+        tmp_path: Path) -> None:
+    result = make("OUT_DIR=%s" % tmp_path,
+                  "VMLINUX_H=%s/vmlinux.h" % tmp_path,
+                  "SIP_PROG=%s/sip_logic.bpf.o" % tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "-D__TARGET_ARCH_%s" % ARCH in result.stdout
+    assert (tmp_path / "vmlinux.h").stat().st_size > 100_000
+    header = (tmp_path / "sip_logic.bpf.o").read_bytes()[:4]
+    assert header == b"\x7fELF"
+
+
+def test_make_without_btf_names_the_kernel_option(tmp_path: Path) -> None:
+    result = make("OUT_DIR=%s" % tmp_path,
+                  "VMLINUX_H=%s/vmlinux.h" % tmp_path,
+                  "KERNEL_BTF=%s/missing" % tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert "CONFIG_DEBUG_INFO_BTF=y" in errors[0]
+    assert not (tmp_path / "vmlinux.h").exists()
+
+
+def test_make_without_bpftool_gives_install_hint(tmp_path: Path) -> None:
+    result = make("OUT_DIR=%s" % tmp_path,
+                  "VMLINUX_H=%s/vmlinux.h" % tmp_path, "BPFTOOL=")
+    assert result.returncode != 0
+    assert "apt install bpftool" in result.stderr
+    assert "linux-tools-" in result.stderr
+
+
+def test_make_clean_removes_the_output_dir(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.o").write_text("x")
+    result = make("OUT_DIR=%s" % out, "clean")
+    assert result.returncode == 0, result.stderr
+    assert not out.exists()
+
+
+def test_checkout_is_the_collection_for_ansible() -> None:
+    if not (REPO / ".collections").exists():
+        pytest.skip("run scripts/setup.sh first: it makes the collection link")
+    galaxy = REPO / ".venv" / "bin" / "ansible-galaxy"
+    result = subprocess.run([str(galaxy), "collection", "list", "vos.fastpath"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "vos.fastpath" in result.stdout
+
+
+def test_collection_builds_from_galaxy_yml(tmp_path: Path) -> None:
+    galaxy = REPO / ".venv" / "bin" / "ansible-galaxy"
+    if not galaxy.exists():
+        pytest.skip("run scripts/setup.sh first: it creates .venv")
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".collections", "build", ".git"))
+    result = subprocess.run(
+        [str(galaxy), "collection", "build", "--output-path", str(tmp_path)],
+        cwd=src, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.glob("vos-fastpath-*.tar.gz"))
