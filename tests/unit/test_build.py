@@ -64,8 +64,9 @@ def test_checkout_is_the_collection_for_ansible() -> None:
     if not (REPO / ".collections").exists():
         pytest.skip("run scripts/setup.sh first: it makes the collection link")
     galaxy = REPO / ".venv" / "bin" / "ansible-galaxy"
-    result = subprocess.run([str(galaxy), "collection", "list", "vos.fastpath"],
-                            cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(galaxy), "collection", "list", "vos.fastpath"],
+        cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "vos.fastpath" in result.stdout
 
