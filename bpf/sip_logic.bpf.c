@@ -266,25 +266,33 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	if (!is_sip && reachable && !(flags & FP_BLOCK_ALL_PORTS))
 		goto out;
 
+	if (fp_listed(&block_v4, &block_v6, is_v6, saddr, data_end)) {
+		reason = FP_BLOCKED;
+		action = XDP_DROP;
+	} else if (!is_sip) {
+		goto out;
+	} else if (is_tcp) {
+		reason = FP_PASSED;
+		goto out;
+	} else {
+		action = fp_check_udp(ctx, l4, l4_off, ip_end, info, flags,
+				      &reason);
+		if (reason == FP_PASSED || reason == FP_REDIRECTED)
+			goto out;
+	}
+
+	/* Step 5, trusted sources, comes last: a trusted source gets exactly
+	 * the verdict that an untrusted one got above when that verdict was a
+	 * plain pass, so the allowlist is looked up only to overturn a drop
+	 * or a MALFORMED count. */
 	if (fp_listed(&allow_v4, &allow_v6, is_v6, saddr, data_end)) {
+		action = XDP_PASS;
+		reason = FP_NOT_SIP;
 		if (is_sip && is_udp)
 			action = fp_pass_sip(ctx, &reason);
 		else if (is_sip)
 			reason = FP_PASSED;
-		goto out;
 	}
-	if (fp_listed(&block_v4, &block_v6, is_v6, saddr, data_end)) {
-		reason = FP_BLOCKED;
-		action = XDP_DROP;
-		goto out;
-	}
-	if (!is_sip)
-		goto out;
-	if (is_tcp) {
-		reason = FP_PASSED;
-		goto out;
-	}
-	action = fp_check_udp(ctx, l4, l4_off, ip_end, info, flags, &reason);
 out:
 	return action | reason << 8;
 }
