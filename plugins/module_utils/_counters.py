@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The data plane counters: read them from the pins, render them as text.
+
+Private to this collection. The per-CPU `stats` and `proto_stats` maps are
+summed over every possible CPU and returned by counter name, so that a
+module can return them as JSON and a person can read them as a table.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+from typing import Dict, Sequence, Tuple
+
+from . import _abi, _bpf
+
+# map name -> (counter names in index order, one-line explanation per name)
+COUNTER_MAPS = {
+    "stats": (_abi.REASONS, _abi.REASON_HELP),
+    "proto_stats": (_abi.PROTOS, _abi.PROTO_HELP),
+}
+
+Counter = Dict[str, int]            # {"packets": n, "bytes": n}
+Counters = Dict[str, Dict[str, Counter]]
+
+
+def sum_percpu(raw: bytes, slot_size: int) -> Tuple[int, int]:
+    """(packets, bytes) of one per-CPU fp_counter value, summed over CPUs."""
+    packets = total = 0
+    for offset in range(0, len(raw) - slot_size + 1, slot_size):
+        p, b = _abi.COUNTER.unpack_from(raw, offset)
+        packets += p
+        total += b
+    return packets, total
+
+
+def read_map_counters(path: str, names: Sequence[str]) -> Dict[str, Counter]:
+    """Every counter of one pinned per-CPU counter map, by name."""
+    out = {}
+    with _bpf.Map.open_pinned(path) as m:
+        for index, name in enumerate(names):
+            raw = m.lookup(_abi.U32.pack(index))
+            packets, total = sum_percpu(raw or b"", m.slot_size)
+            out[name] = {"packets": packets, "bytes": total}
+    return out
+
+
+def read_counters(pin_dir: str = _abi.DEFAULT_PIN_DIR) -> Counters:
+    """`stats` and `proto_stats` under pin_dir, summed over CPUs:
+    {"stats": {"PASSED": {"packets": n, "bytes": n}, ...},
+     "proto_stats": {"TCP": {...}, ...}}."""
+    return {
+        map_name: read_map_counters(os.path.join(pin_dir, map_name), names)
+        for map_name, (names, _help) in COUNTER_MAPS.items()
+    }
+
+
+def format_table(counters: Counters) -> str:
+    """A text table: one row per counter with its packets, bytes and a
+    one-line explanation, `stats` first, then `proto_stats`."""
+    width = max(len(name) for names, _help in COUNTER_MAPS.values()
+                for name in names)
+    lines = []
+    for map_name, (names, helps) in COUNTER_MAPS.items():
+        if map_name not in counters:
+            continue
+        lines.append("%-*s %9s %11s  %s" % (width + 2, map_name, "packets",
+                                             "bytes", "meaning"))
+        for name in names:
+            c = counters[map_name].get(name, {"packets": 0, "bytes": 0})
+            lines.append("  %-*s %9d %11d  %s" % (width, name, c["packets"],
+                                                  c["bytes"], helps[name]))
+    return "\n".join(lines)
