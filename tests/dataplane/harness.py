@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.module_utils import _abi, _bpf
+from plugins.module_utils import _abi, _bpf, _counters
 from tests.dataplane.model import Entry, Tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,16 +113,8 @@ class Dataplane:
     def counters(self, name: str) -> list[tuple[int, int]]:
         """(packets, bytes) per index, summed over CPUs."""
         m = self.maps[name]
-        out = []
-        for index in range(m.max_entries):
-            raw = m.lookup(_abi.U32.pack(index))
-            packets = total = 0
-            for cpu in range(len(raw) // m.slot_size):
-                p, b = _abi.COUNTER.unpack_from(raw, cpu * m.slot_size)
-                packets += p
-                total += b
-            out.append((packets, total))
-        return out
+        return [_counters.sum_percpu(m.lookup(_abi.U32.pack(i)), m.slot_size)
+                for i in range(m.max_entries)]
 
     # -- runs -------------------------------------------------------------
 
