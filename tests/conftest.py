@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# The repository for tests/ and plugins/, and the collection link made by
+# scripts/setup.sh for the modules' own imports (ansible_collections.vos...).
+for path in (REPO, REPO / ".collections"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 
 @pytest.fixture(scope="session")
