@@ -1,0 +1,338 @@
+"""The Python mirror of the ABI (plugins/module_utils/_abi.py) against the
+built object and the C header.
+
+Struct layouts and map definitions are read from the BTF of
+build/sip_logic.bpf.o (`bpftool -j btf dump file`), the program and its
+license from the ELF file, and the header's constants from a tiny C program
+compiled against bpf/fp_abi.h. Nothing here needs root.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from plugins.module_utils import _abi
+from tests.dataplane import harness
+
+HEADER = harness.REPO / "bpf" / "fp_abi.h"
+CC = shutil.which("gcc") or shutil.which("clang") or "gcc"
+
+# Licenses the kernel's license_is_gpl_compatible() accepts.
+GPL_COMPATIBLE = frozenset((
+    "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+    "Dual MIT/GPL", "Dual MPL/GPL"))
+
+# SPEC-DATAPLANE.md's map table: the key and value types by name.
+SPEC_MAP_TYPES = {
+    "sip_ports": ("__u32", "__u8"),
+    "allow_v4": ("fp_lpm_v4_key", "fp_entry"),
+    "allow_v6": ("fp_lpm_v6_key", "fp_entry"),
+    "block_v4": ("fp_lpm_v4_key", "fp_entry"),
+    "block_v6": ("fp_lpm_v6_key", "fp_entry"),
+    "settings": ("__u32", "fp_settings"),
+    "stats": ("__u32", "fp_counter"),
+    "proto_stats": ("__u32", "fp_counter"),
+    "xsks_map": ("__u32", "__u32"),
+}
+
+# Fields of a BTF map definition that are numbers (`__uint(name, n)`:
+# a pointer to an array of n elements) and those that are types
+# (`__type(name, T)`: a pointer to T).
+NUMBER_FIELDS = frozenset(("type", "key_size", "value_size", "max_entries",
+                           "map_flags"))
+TYPE_FIELDS = frozenset(("key", "value"))
+
+# Data sections that libbpf turns into maps of their own.
+INTERNAL_MAP_SECTIONS = (".data", ".rodata", ".bss", ".kconfig", ".ksyms")
+
+# _abi's struct.Struct formats for the structs of _abi.STRUCTS.
+STRUCT_FORMATS = {
+    "fp_lpm_v4_key": _abi.LPM_V4_KEY,
+    "fp_lpm_v6_key": _abi.LPM_V6_KEY,
+    "fp_entry": _abi.ENTRY,
+    "fp_settings": _abi.SETTINGS,
+    "fp_counter": _abi.COUNTER,
+}
+
+Type = dict[str, Any]
+
+# BTF kinds that only qualify or rename another type.
+ALIASES = frozenset(("TYPEDEF", "CONST", "VOLATILE", "RESTRICT",
+                     "TYPE_TAG"))
+
+
+class Btf:
+    """The types of one BTF dump, by id, with sizes resolved."""
+
+    def __init__(self, types: list[Type]) -> None:
+        self.types = {t["id"]: t for t in types}
+
+    def get(self, type_id: int) -> Type:
+        return self.types[type_id]
+
+    def strip(self, type_id: int) -> Type:
+        """The type behind typedefs and qualifiers."""
+        t = self.get(type_id)
+        while t["kind"] in ALIASES:
+            t = self.get(t["type_id"])
+        return t
+
+    def size(self, type_id: int) -> int:
+        t = self.strip(type_id)
+        if t["kind"] == "ARRAY":
+            return t["nr_elems"] * self.size(t["type_id"])
+        if t["kind"] == "PTR":
+            return 8
+        return t["size"]
+
+    def name(self, type_id: int) -> str:
+        """The name a declaration uses: a typedef's or the type's own."""
+        t = self.get(type_id)
+        while t["kind"] in ALIASES - {"TYPEDEF"}:
+            t = self.get(t["type_id"])
+        return t["name"]
+
+    def named(self, kind: str) -> dict[str, Type]:
+        return {t["name"]: t for t in self.types.values()
+                if t["kind"] == kind}
+
+    def datasecs(self) -> dict[str, list[Type]]:
+        return {sec["name"]: [self.get(v["type_id"]) for v in sec["vars"]]
+                for sec in self.named("DATASEC").values()}
+
+
+def map_definition(btf: Btf, var: Type) -> dict[str, int | str]:
+    """The fields of one `.maps` variable: numbers, and for key and value
+    their size (key_size, value_size) and type name (key_type, ...)."""
+    struct = btf.strip(var["type_id"])
+    assert struct["kind"] == "STRUCT", var
+    fields: dict[str, int | str] = {}
+    for member in struct["members"]:
+        name = member["name"]
+        pointer = btf.get(member["type_id"])
+        assert pointer["kind"] == "PTR", (var["name"], name)
+        if name in TYPE_FIELDS:
+            fields[name + "_size"] = btf.size(pointer["type_id"])
+            fields[name + "_type"] = btf.name(pointer["type_id"])
+        else:
+            assert name in NUMBER_FIELDS, (
+                "%s: map field %r is not in the ABI mirror"
+                % (var["name"], name))
+            array = btf.strip(pointer["type_id"])
+            assert array["kind"] == "ARRAY", (var["name"], name)
+            fields[name] = array["nr_elems"]
+    return fields
+
+
+# Fixtures.
+
+
+@pytest.fixture(scope="module")
+def obj() -> Path:
+    return harness.build()
+
+
+@pytest.fixture(scope="module")
+def btf(obj: Path) -> Btf:
+    dump = subprocess.run(
+        [harness.BPFTOOL, "-j", "btf", "dump", "file", str(obj)],
+        check=True, capture_output=True, text=True)
+    return Btf(json.loads(dump.stdout)["types"])
+
+
+@pytest.fixture(scope="module")
+def elf(obj: Path) -> ELFFile:
+    return ELFFile(io.BytesIO(obj.read_bytes()))
+
+
+def _symbols(elf: ELFFile) -> list[Any]:
+    symtab = elf.get_section_by_name(".symtab")
+    assert isinstance(symtab, SymbolTableSection)
+    return list(symtab.iter_symbols())
+
+
+def _section_name(elf: ELFFile, symbol: Any) -> str:
+    index = symbol["st_shndx"]
+    if not isinstance(index, int):   # SHN_UNDEF, SHN_ABS...
+        return str(index)
+    return elf.get_section(index).name
+
+
+# Structs.
+
+
+@pytest.mark.parametrize("name", sorted(_abi.STRUCTS))
+def test_struct_layout_matches_btf(btf: Btf, name: str) -> None:
+    members, size = _abi.STRUCTS[name]
+    structs = btf.named("STRUCT")
+    assert name in structs, "struct %s is not in the object's BTF" % name
+    struct = structs[name]
+    assert "bitfield_size" not in str(struct["members"])
+    built = [(m["name"], m["bits_offset"] // 8, btf.size(m["type_id"]))
+             for m in struct["members"]]
+    assert (built, struct["size"]) == (members, size)
+
+
+@pytest.mark.parametrize("name", sorted(_abi.STRUCTS))
+def test_struct_format_packs_the_struct_size(name: str) -> None:
+    assert STRUCT_FORMATS[name].size == _abi.STRUCTS[name][1]
+
+
+def test_every_abi_struct_is_mirrored() -> None:
+    """The structs the spec's map table names are all in _abi.STRUCTS."""
+    named = {t for pair in SPEC_MAP_TYPES.values() for t in pair
+             if t.startswith("fp_")}
+    assert named == set(_abi.STRUCTS) == set(STRUCT_FORMATS)
+
+
+# Maps.
+
+
+@pytest.mark.parametrize("name", sorted(_abi.MAPS))
+def test_map_matches_btf_definition(btf: Btf, name: str) -> None:
+    spec = _abi.MAPS[name]
+    variables = {v["name"]: v for v in btf.datasecs().get(".maps", [])}
+    assert name in variables, "map %s is not in the object" % name
+    fields = map_definition(btf, variables[name])
+    built = {
+        "type": fields.get("type"),
+        "key_size": fields.get("key_size"),
+        "value_size": fields.get("value_size"),
+        "max_entries": fields.get("max_entries"),
+        "map_flags": fields.get("map_flags", 0),
+    }
+    mirror = {
+        "type": spec.map_type,
+        "key_size": spec.key_size,
+        "value_size": spec.value_size,
+        "max_entries": spec.max_entries,
+        "map_flags": spec.flags,
+    }
+    assert built == mirror
+    assert (fields.get("key_type"), fields.get("value_type")) == \
+        SPEC_MAP_TYPES[name]
+
+
+def test_object_has_no_other_maps(btf: Btf, elf: ELFFile) -> None:
+    datasecs = btf.datasecs()
+    assert {v["name"] for v in datasecs[".maps"]} == set(_abi.MAPS)
+    in_maps_section = {s.name for s in _symbols(elf)
+                       if s["st_info"]["type"] == "STT_OBJECT"
+                       and _section_name(elf, s) == ".maps"}
+    assert in_maps_section == set(_abi.MAPS)
+    # No legacy map section, and no global data that libbpf would turn
+    # into maps of its own.
+    sections = [s.name for s in elf.iter_sections()]
+    assert "maps" not in sections
+    internal = [n for n in sections + list(datasecs)
+                if n.startswith(INTERNAL_MAP_SECTIONS)]
+    assert internal == []
+
+
+def test_mirror_names_every_map_of_the_spec() -> None:
+    assert set(_abi.MAPS) == set(SPEC_MAP_TYPES)
+    assert _abi.MAPS["stats"].max_entries == len(_abi.REASONS)
+    assert _abi.MAPS["proto_stats"].max_entries == len(_abi.PROTOS)
+
+
+# Header constants.
+
+
+def _run(*argv: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, "%s: %s" % (" ".join(argv),
+                                               result.stderr)
+    return result.stdout
+
+
+def _header_constant_names() -> set[str]:
+    """Every enumerator of the header, and every macro it defines with a
+    value (the include guard has none)."""
+    text = _run(CC, "-E", "-P", "-x", "c", str(HEADER))
+    names = set()
+    for body in re.findall(r"\benum\s+\w*\s*\{(.*?)\}", text, re.S):
+        for item in body.split(","):
+            if item.strip():
+                names.add(item.split("=")[0].strip())
+    builtin = set(_run(CC, "-E", "-dM", "-x", "c", "/dev/null").splitlines())
+    for line in _run(CC, "-E", "-dM", "-x", "c",
+                     str(HEADER)).splitlines():
+        if line in builtin:
+            continue
+        parts = line.split(None, 2)
+        if len(parts) == 3 and "(" not in parts[1]:
+            names.add(parts[1])
+    return names
+
+
+def test_header_has_no_constant_missing_from_the_mirror() -> None:
+    names = _header_constant_names()
+    assert names, "no constant found in %s" % HEADER
+    assert sorted(names - set(_abi.HEADER_CONSTANTS)) == []
+    assert sorted(set(_abi.HEADER_CONSTANTS) - names) == []
+
+
+def test_header_constants_match_the_c_header(tmp_path: Path) -> None:
+    lines = ['\tprintf("%%s %%lld\\n", "%s", (long long)(%s));' % (n, n)
+             for n in sorted(_abi.HEADER_CONSTANTS)]
+    source = tmp_path / "constants.c"
+    source.write_text(
+        "#include <stdio.h>\n"
+        "#include <linux/types.h>\n"
+        '#include "fp_abi.h"\n\n'
+        "int main(void)\n{\n" + "\n".join(lines) + "\n\treturn 0;\n}\n")
+    program = tmp_path / "constants"
+    _run(CC, "-Wall", "-Werror", "-I", str(HEADER.parent), "-o",
+         str(program), str(source))
+    printed = {}
+    for line in _run(str(program)).splitlines():
+        name, value = line.split()
+        printed[name] = int(value)
+    assert printed == _abi.HEADER_CONSTANTS
+
+
+# The program.
+
+
+def test_program_is_sip_xdp_prog_in_section_xdp(btf: Btf,
+                                                elf: ELFFile) -> None:
+    assert _abi.PROGRAM_NAME == "sip_xdp_prog"
+    functions = [s for s in _symbols(elf)
+                 if s["st_info"]["type"] == "STT_FUNC"]
+    in_xdp = [s.name for s in functions if _section_name(elf, s) == "xdp"]
+    assert in_xdp == [_abi.PROGRAM_NAME]
+    symbol = next(s for s in functions if s.name == _abi.PROGRAM_NAME)
+    assert symbol["st_info"]["bind"] == "STB_GLOBAL"
+    section = elf.get_section_by_name("xdp")
+    assert section["sh_flags"] & SH_FLAGS.SHF_EXECINSTR
+    # BTF: a global function taking the XDP context, returning int.
+    func = btf.named("FUNC")[_abi.PROGRAM_NAME]
+    assert func["linkage"] == "global"
+    proto = btf.get(func["type_id"])
+    assert proto["kind"] == "FUNC_PROTO"
+    assert btf.name(proto["ret_type_id"]) == "int"
+    assert len(proto["params"]) == 1
+    param = btf.get(proto["params"][0]["type_id"])
+    assert param["kind"] == "PTR"
+    assert btf.name(param["type_id"]) == "xdp_md"
+
+
+def test_license_is_gpl_compatible(btf: Btf, elf: ELFFile) -> None:
+    section = elf.get_section_by_name("license")
+    assert section is not None, "the object has no license section"
+    data = section.data()
+    assert data.endswith(b"\0")
+    license_text = data.rstrip(b"\0").decode()
+    assert license_text in GPL_COMPATIBLE, license_text
+    assert [v["name"] for v in btf.datasecs()["license"]] == ["LICENSE"]
