@@ -99,30 +99,11 @@ static __always_inline int fp_is_sip_port(__u16 port)
 	return on && *on;
 }
 
-static __always_inline int fp_entry_live(struct fp_entry *entry)
+static __always_inline int fp_live(struct fp_entry *entry)
 {
 	/* The clock is read only for entries that can expire. */
-	return entry && (!entry->expires_ns ||
-			 entry->expires_ns > bpf_ktime_get_boot_ns());
-}
-
-/* Does a live entry of the v4 or v6 list cover the source address? */
-static __always_inline int fp_listed(void *v4, void *v6, int is_v6,
-				     void *saddr, void *data_end)
-{
-	struct fp_lpm_v4_key k4 = { .prefixlen = 32 };
-	struct fp_lpm_v6_key k6 = { .prefixlen = 128 };
-
-	if (is_v6) {
-		if (saddr + sizeof(k6.addr) > data_end)
-			return 0;
-		__builtin_memcpy(k6.addr, saddr, sizeof(k6.addr));
-		return fp_entry_live(bpf_map_lookup_elem(v6, &k6));
-	}
-	if (saddr + sizeof(k4.addr) > data_end)
-		return 0;
-	__builtin_memcpy(k4.addr, saddr, sizeof(k4.addr));
-	return fp_entry_live(bpf_map_lookup_elem(v4, &k4));
+	return !entry->expires_ns ||
+	       entry->expires_ns > bpf_ktime_get_boot_ns();
 }
 
 static __always_inline void fp_count(void *map, __u32 index, __u64 bytes)
@@ -159,6 +140,140 @@ static __always_inline int fp_pass_sip(struct xdp_md *ctx, __u32 *reason)
 /* Header offsets stay under 16 KiB: two VLAN tags, IPv6 and four 2 KiB
  * extension headers end 8254 bytes in. The mask shows it to the verifier. */
 #define FP_HDR_MASK	0x3fff
+
+/* The four lists, for the global function below. */
+enum fp_list {
+	FP_ALLOW_V4, FP_ALLOW_V6, FP_BLOCK_V4, FP_BLOCK_V6,
+};
+
+/* How many expired entries one lookup looks past before giving up. */
+#define FP_MAX_EXPIRED_SKIPS	4
+/* Steps of a binary search over prefix lengths 0..128. */
+#define FP_PREFIX_SEARCH_STEPS	8
+
+/* The trie of a list, and the source address of the packet as its key
+ * (prefixlen set to the full address). NULL when the packet is too short. */
+static __always_inline void *fp_list_key(struct xdp_md *ctx, __u32 list,
+					 __u32 saddr_off,
+					 struct fp_lpm_v6_key *key)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	void *saddr = data + (saddr_off & FP_HDR_MASK);
+
+	if (list == FP_ALLOW_V6 || list == FP_BLOCK_V6) {
+		if (saddr + 16 > data_end)
+			return NULL;
+		__builtin_memcpy(key->addr, saddr, 16);
+		key->prefixlen = 128;
+		return list == FP_ALLOW_V6 ? (void *)&allow_v6 :
+					     (void *)&block_v6;
+	}
+	if (saddr + 4 > data_end)
+		return NULL;
+	/* A v4 trie reads only the first 8 bytes of the key. */
+	__builtin_memcpy(key->addr, saddr, 4);
+	key->prefixlen = 32;
+	return list == FP_ALLOW_V4 ? (void *)&allow_v4 : (void *)&block_v4;
+}
+
+/* The prefix length of the entry that a lookup at prefixlen `at` finds:
+ * the shortest prefixlen whose lookup still returns that entry, found by
+ * binary search. A global function, so the verifier checks the search
+ * once with `at` unknown. Returns 0 when there is no such entry. */
+__noinline int fp_matched_prefixlen(struct xdp_md *ctx, __u32 list,
+				    __u32 saddr_off, __u32 at)
+{
+	struct fp_lpm_v6_key key = {};
+	struct fp_entry *entry;
+	__u32 lo = 0, hi;
+	void *trie;
+	int j;
+
+	trie = fp_list_key(ctx, list, saddr_off, &key);
+	if (!trie)
+		return 0;
+	hi = at < key.prefixlen ? at : key.prefixlen;
+	key.prefixlen = hi;
+	entry = bpf_map_lookup_elem(trie, &key);
+	if (!entry)
+		return 0;
+	for (j = 0; j < FP_PREFIX_SEARCH_STEPS && lo < hi; j++) {
+		key.prefixlen = (lo + hi) / 2;
+		if (bpf_map_lookup_elem(trie, &key) == entry)
+			hi = key.prefixlen;
+		else
+			lo = key.prefixlen + 1;
+	}
+	return lo;
+}
+
+/* The slow path of fp_listed, taken when the longest match has expired: an
+ * expired entry is treated as absent, so look on past it, at the next
+ * shorter prefix. Expired entries are rare: the control plane deletes them
+ * at its next sync. */
+__noinline int fp_listed_past_expired(struct xdp_md *ctx, __u32 list,
+				      __u32 saddr_off)
+{
+	struct fp_lpm_v6_key key = {};
+	struct fp_entry *entry;
+	__u32 at;
+	void *trie;
+	int i;
+
+	trie = fp_list_key(ctx, list, saddr_off, &key);
+	if (!trie)
+		return 0;
+	at = key.prefixlen;
+	for (i = 0; i < FP_MAX_EXPIRED_SKIPS; i++) {
+		at = fp_matched_prefixlen(ctx, list, saddr_off, at);
+		if (!at)
+			return 0;
+		key.prefixlen = --at;
+		entry = bpf_map_lookup_elem(trie, &key);
+		if (!entry)
+			return 0;
+		if (fp_live(entry))
+			return 1;
+	}
+	return 0;
+}
+
+/* Does a live entry of the allow or block list cover the source address?
+ * The common case is one trie lookup. */
+static __always_inline int fp_listed(struct xdp_md *ctx, int block,
+				     int is_v6, void *saddr, __u32 saddr_off,
+				     void *data_end)
+{
+	struct fp_lpm_v4_key k4;
+	struct fp_lpm_v6_key k6;
+	struct fp_entry *entry;
+	__u32 list;
+
+	/* Set field by field: an initializer would put a copy in .rodata. */
+	if (is_v6) {
+		if (saddr + sizeof(k6.addr) > data_end)
+			return 0;
+		k6.prefixlen = 128;
+		__builtin_memcpy(k6.addr, saddr, sizeof(k6.addr));
+		entry = bpf_map_lookup_elem(block ? (void *)&block_v6 :
+						    (void *)&allow_v6, &k6);
+		list = block ? FP_BLOCK_V6 : FP_ALLOW_V6;
+	} else {
+		if (saddr + sizeof(k4.addr) > data_end)
+			return 0;
+		k4.prefixlen = 32;
+		__builtin_memcpy(k4.addr, saddr, sizeof(k4.addr));
+		entry = bpf_map_lookup_elem(block ? (void *)&block_v4 :
+						    (void *)&allow_v4, &k4);
+		list = block ? FP_BLOCK_V4 : FP_ALLOW_V4;
+	}
+	if (!entry)
+		return 0;
+	if (fp_live(entry))
+		return 1;
+	return fp_listed_past_expired(ctx, list, saddr_off);
+}
 
 /* Bits of the info argument besides the L4 protocol number (bits 0-7). */
 #define FP_INFO_V6		(1U << 8)
@@ -248,7 +363,8 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 l4_off = offsets & FP_HDR_MASK;
 	__u32 ip_end = (offsets >> FP_OFF_BITS) & FP_OFF_MASK;
-	void *saddr = data + ((offsets >> (2 * FP_OFF_BITS)) & FP_HDR_MASK);
+	__u32 saddr_off = (offsets >> (2 * FP_OFF_BITS)) & FP_HDR_MASK;
+	void *saddr = data + saddr_off;
 	int is_v6 = !!(info & FP_INFO_V6);
 	int is_udp = (info & 0xff) == FP_IPPROTO_UDP;
 	int is_tcp = (info & 0xff) == FP_IPPROTO_TCP;
@@ -266,7 +382,7 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	if (!is_sip && reachable && !(flags & FP_BLOCK_ALL_PORTS))
 		goto out;
 
-	if (fp_listed(&block_v4, &block_v6, is_v6, saddr, data_end)) {
+	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end)) {
 		reason = FP_BLOCKED;
 		action = XDP_DROP;
 	} else if (!is_sip) {
@@ -285,7 +401,7 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	 * the verdict that an untrusted one got above when that verdict was a
 	 * plain pass, so the allowlist is looked up only to overturn a drop
 	 * or a MALFORMED count. */
-	if (fp_listed(&allow_v4, &allow_v6, is_v6, saddr, data_end)) {
+	if (fp_listed(ctx, 0, is_v6, saddr, saddr_off, data_end)) {
 		action = XDP_PASS;
 		reason = FP_NOT_SIP;
 		if (is_sip && is_udp)

@@ -59,10 +59,14 @@ class Dataplane:
         if pin_dir.exists():
             shutil.rmtree(pin_dir)
         pin_dir.mkdir(parents=True)
-        subprocess.run(
-            [BPFTOOL, "prog", "load", str(obj), str(pin_dir / "prog"),
-             "type", "xdp", "pinmaps", str(pin_dir)],
-            check=True, capture_output=True, text=True)
+        try:
+            subprocess.run(
+                [BPFTOOL, "prog", "load", str(obj), str(pin_dir / "prog"),
+                 "type", "xdp", "pinmaps", str(pin_dir)],
+                check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError:
+            shutil.rmtree(pin_dir, ignore_errors=True)
+            raise
         self.prog_fd = _bpf.obj_get(str(pin_dir / "prog"))
         self.maps = {name: _bpf.Map.open_pinned(str(pin_dir / name))
                      for name in _abi.MAPS}

@@ -228,18 +228,15 @@ def parse(frame: bytes) -> Packet | None:
 
 
 def lpm_match(entries: list[Entry], addr: IPAddress, now_ns: int) -> bool:
-    """Kernel LPM semantics: only the longest matching prefix counts.
-
-    An expired longest prefix hides a shorter live one. Among equal
-    networks the last entry wins, as a later map update would.
+    """Does a live entry cover addr? An expired entry is treated as absent,
+    so a shorter live prefix under an expired longer one still matches.
+    Among equal networks the last entry wins, as a later map update would.
     """
-    best: Entry | None = None
+    latest: dict[object, Entry] = {}
     for entry in entries:
-        net = entry.network
-        if addr in net and (
-                best is None or net.prefixlen >= best.network.prefixlen):
-            best = entry
-    return best is not None and best.live(now_ns)
+        latest[entry.network] = entry
+    return any(addr in entry.network and entry.live(now_ns)
+               for entry in latest.values())
 
 
 def is_keepalive(payload: bytes) -> bool:

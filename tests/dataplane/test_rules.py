@@ -484,6 +484,33 @@ def test_expired_block_entry_does_not_match(dataplane: Dataplane) -> None:
         expect(dataplane, t, build(src, JUNK), "DROP", "MALFORMED", "UDP")
 
 
+def test_expired_entry_is_looked_past_to_a_shorter_live_prefix(
+        dataplane: Dataplane) -> None:
+    """An expired entry is absent, so a live prefix around it still
+    matches, through several expired levels, in both families."""
+    t = load(dataplane, tables(block=(
+        entry("203.0.113.0/24"),
+        entry("203.0.113.0/28", expires_ns=1),
+        entry("203.0.113.0/30", expires_ns=1),
+        entry("203.0.113.9/32", expires_ns=1),
+        entry("2001:db8:bad::/48"),
+        entry("2001:db8:bad::/64", expires_ns=1),
+        entry("2001:db8:bad::1/128", expires_ns=1))))
+    for src in ("203.0.113.9", "203.0.113.1", "2001:db8:bad::1"):
+        expect(dataplane, t, build(ipaddress.ip_address(src), request()),
+               "DROP", "BLOCKED", "UDP")
+
+
+def test_expired_allow_entry_inside_a_live_one_still_trusts(
+        dataplane: Dataplane) -> None:
+    t = load(dataplane, tables(
+        allow=(entry("198.51.100.0/24"),
+               entry("198.51.100.7/32", expires_ns=1)),
+        block=(entry("198.51.100.0/24"),)))
+    expect(dataplane, t, build(ipaddress.IPv4Address("198.51.100.7"),
+                               request()), "PASS", "PASSED", "UDP")
+
+
 def test_live_ttl_block_entry_matches(dataplane: Dataplane) -> None:
     later = boot_ns() + HOUR_NS
     t = load(dataplane, tables(block=(
