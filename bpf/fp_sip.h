@@ -109,14 +109,42 @@ static __always_inline int fp_check_method(__u8 *s, __u32 len, void *data_end)
 	       s[4] == 'O' && s[5] == 'N' && s[6] == 'S';
 }
 
-/* Is the CR at s[cr] preceded by " SIP/2.0"? The caller has checked that
- * s[cr] is inside the frame. */
-static __always_inline int fp_ends_with_version(__u8 *s, __u32 cr)
+/* Is the CR at s[cr] preceded by " SIP/2.0"? */
+static __always_inline int fp_ends_with_version(__u8 *s, __u32 cr,
+						void *data_end)
 {
+	__u32 start;
+	__u8 *version;
+
 	if (cr < 8)
 		return 0;
-	return bpf_be64_to_cpu(*(__u64 *)(s + cr - 8)) ==
+	/* Keep the compiler from checking s + cr and reading at -8 from it,
+	 * a negative offset the verifier refuses. */
+	start = cr - 8;
+	asm volatile("" : "+r"(start));
+	version = s + start;
+	if ((void *)(version + 8) > data_end)
+		return 0;
+	return bpf_be64_to_cpu(*(__u64 *)version) ==
 	       FP_NUM8(' ', 'S', 'I', 'P', '/', '2', '.', '0');
+}
+
+/* Eight bytes as a number with the first byte least significant. */
+static __always_inline __u64 fp_load_le64(__u8 *p)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return *(__u64 *)p;
+#else
+	return __builtin_bswap64(*(__u64 *)p);
+#endif
+}
+
+/* Index (0-7) of the lowest byte flagged 0x80 in a non-zero mask. */
+static __always_inline __u32 fp_first_flagged(__u64 flags)
+{
+	/* The lowest flag alone, as 1 << 8k, times bytes 07 06 .. 00 puts
+	 * k in the top byte. */
+	return (((flags & -flags) >> 7) * 0x0001020304050607ULL) >> 56 & 7;
 }
 
 /* Is s[i] the LF of a CR LF? The caller has checked that s[i] is inside
@@ -136,20 +164,30 @@ static __always_inline int fp_check_request_line(__u8 *s, __u32 len,
 						 void *data_end)
 {
 	__u32 limit = len < FP_MAX_REQUEST_LINE ? len : FP_MAX_REQUEST_LINE;
-	__u32 off, i;
-	__u64 lf;
+	__u32 off, i, k;
+	__u64 word, lf;
 	int j;
 
 	for (off = 0; off + 8 <= limit; off += 8) {
 		if ((void *)(s + off + 8) > data_end)
 			return 0;
-		lf = *(__u64 *)(s + off) ^ (FP_ONES * '\n');
-		if (!((lf - FP_ONES) & ~lf & FP_HIGHS))
+		word = fp_load_le64(s + off);
+		lf = word ^ (FP_ONES * '\n');
+		lf = (lf - FP_ONES) & ~lf & FP_HIGHS;
+		if (!lf)
 			continue;
+		/* The lowest flag is exact (borrows only reach higher bytes):
+		 * it is the word's first LF. Most lines end here. */
+		k = fp_first_flagged(lf);
+		if (k ? (word >> (8 * (k - 1)) & 0xff) == '\r' :
+			off && s[off - 1] == '\r')
+			return fp_ends_with_version(s, off + k - 1, data_end);
+		/* A lone LF came first: check the word byte by byte. */
 #pragma unroll
 		for (j = 0; j < 8; j++) {
 			if (fp_is_crlf_end(s, off + j))
-				return fp_ends_with_version(s, off + j - 1);
+				return fp_ends_with_version(s, off + j - 1,
+							    data_end);
 		}
 	}
 #pragma unroll
@@ -158,7 +196,7 @@ static __always_inline int fp_check_request_line(__u8 *s, __u32 len,
 		if (i >= limit || (void *)(s + i + 1) > data_end)
 			return 0;
 		if (fp_is_crlf_end(s, i))
-			return fp_ends_with_version(s, i - 1);
+			return fp_ends_with_version(s, i - 1, data_end);
 	}
 	return 0;
 }

@@ -1133,3 +1133,23 @@ def test_each_frame_adds_one_packet_to_stats_and_ip_to_proto_stats(
     assert grown == 2 * len(ip_frames + non_ip)
     grown = sum(p for p, _ in dataplane.counters("proto_stats")) - protos
     assert grown == 2 * len(ip_frames)
+
+
+def test_request_line_end_is_found_at_every_position_in_a_word(
+        dataplane: Dataplane) -> None:
+    """The line is scanned eight bytes at a time: the CR LF, a lone LF or
+    CR before it, and an LF followed by a vertical tab (a byte the word
+    scan could confuse with a second LF) at every offset of a word."""
+    t = load(dataplane, tables())
+    src = ipaddress.IPv4Address("192.0.2.77")
+    for length in range(21, 46):
+        expect(dataplane, t, build(src, request_line_of(length)),
+               "PASS", "PASSED", "UDP")
+        line = request_line_of(length)
+        for cut in range(1, length - 1):
+            for noise in (b"\n", b"\r", b"\r\n", b"\n\x0b", b"\r\r\n"):
+                broken = line[:cut] + noise + line[cut:]
+                verdict = model.decide(build(src, broken), t, boot_ns())
+                expect(dataplane, t, build(src, broken),
+                       model.ACTION_NAMES[verdict.action],
+                       _abi.REASONS[verdict.reason], "UDP")
