@@ -75,3 +75,28 @@ def format_table(counters: Counters) -> str:
             lines.append("  %-*s %9d %11d  %s" % (width, name, c["packets"],
                                                   c["bytes"], helps[name]))
     return "\n".join(lines)
+
+
+def prometheus_text(counters: Counters) -> str:
+    """The counters in node_exporter's textfile format."""
+    metrics = (
+        ("stats", "reason", "vos_fastpath_packets_total", "packets",
+         "Packets seen by the vos.fastpath XDP program, by verdict."),
+        ("stats", "reason", "vos_fastpath_bytes_total", "bytes",
+         "Bytes of whole frames seen by the vos.fastpath XDP program, by "
+         "verdict."),
+        ("proto_stats", "protocol", "vos_fastpath_protocol_packets_total",
+         "packets", "Packets with a valid IP header, by protocol class."),
+        ("proto_stats", "protocol", "vos_fastpath_protocol_bytes_total",
+         "bytes", "Bytes of frames with a valid IP header, by protocol "
+         "class."),
+    )
+    lines = []
+    for map_name, label, metric, field, help_text in metrics:
+        lines.append("# HELP %s %s" % (metric, help_text))
+        lines.append("# TYPE %s counter" % metric)
+        names, _help = COUNTER_MAPS[map_name]
+        for name in names:
+            lines.append('%s{%s="%s"} %d' % (
+                metric, label, name.lower(), counters[map_name][name][field]))
+    return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import array
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -253,4 +254,32 @@ def build_problems(facts):
     if not facts["tools"]["libbpf"]["path"]:
         found.append(problem("libbpf", "The libbpf headers are missing: "
                              "install the package %s." % PACKAGES["libbpf"]))
+    return found
+
+
+def program_map_ids(prog_id):
+    """Ids of the maps a loaded program uses (empty if it is gone)."""
+    try:
+        fd = _bpf.prog_fd_by_id(prog_id)
+    except OSError:
+        return []
+    try:
+        count = _bpf.prog_info(fd).nr_map_ids
+        ids = (ctypes.c_uint32 * max(count, 1))()
+        _bpf.prog_info(fd, ids)
+        return list(ids[:count])
+    finally:
+        os.close(fd)
+
+
+def interfaces_using_map(module, ip_path, map_id):
+    """Where an XDP program that uses the map is attached:
+    [{interface, id, name, tag, mode}]."""
+    found = []
+    for link in links(module, ip_path):
+        prog = attached_program(link)
+        if prog and prog["id"] and map_id in program_map_ids(prog["id"]):
+            entry = dict(prog)
+            entry["interface"] = link["ifname"]
+            found.append(entry)
     return found

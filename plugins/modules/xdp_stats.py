@@ -1,0 +1,189 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: xdp_stats
+short_description: Read the counters of the vos.fastpath XDP program
+version_added: 0.1.0
+description:
+  - Reads the per-CPU C(stats) and C(proto_stats) maps pinned under
+    O(pin_dir), sums every CPU and returns each counter by name, in
+    packets and bytes, with the interfaces where the program that uses
+    these maps is attached.
+  - Optionally writes the counters in node_exporter's textfile format,
+    atomically (a temporary file renamed over the old one).
+author:
+  - vos-fastpath contributors
+options:
+  pin_dir:
+    description:
+      - Directory where the program's maps are pinned.
+    type: path
+    default: /sys/fs/bpf/vos_fastpath
+  prometheus_textfile:
+    description:
+      - Write the counters to this file for node_exporter's textfile
+        collector. The task reports a change only when the file's content
+        changed.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    details: The counters are read; the textfile is not written.
+  diff_mode:
+    support: full
+    details: Shows the textfile before and after.
+  platform:
+    platforms: linux
+notes:
+  - Needs root (or CAP_BPF) to open the pinned maps.
+  - The counters are those of SPEC-DATAPLANE.md; C(docs/dataplane.md)
+    explains each one.
+seealso:
+  - module: vos.fastpath.xdp_attach
+"""
+
+EXAMPLES = r"""
+- name: Read the counters
+  vos.fastpath.xdp_stats:
+  register: fastpath
+
+- name: Show what was blocked
+  ansible.builtin.debug:
+    msg: "{{ fastpath.stats.BLOCKED.packets }} packets blocked"
+
+- name: Export the counters to node_exporter
+  vos.fastpath.xdp_stats:
+    prometheus_textfile: /var/lib/prometheus/node-exporter/vos_fastpath.prom
+"""
+
+RETURN = r"""
+stats:
+  description: Each C(stats) counter by name, summed over CPUs.
+  returned: success
+  type: dict
+  sample:
+    PASSED: {packets: 1200, bytes: 480000}
+    OPTIONS_DROPPED: {packets: 35, bytes: 12000}
+    BLOCKED: {packets: 9000, bytes: 3100000}
+    MALFORMED: {packets: 4, bytes: 216}
+    REDIRECTED: {packets: 0, bytes: 0}
+    RATE_LIMITED: {packets: 0, bytes: 0}
+    NOT_SIP: {packets: 800, bytes: 90000}
+    NON_IP: {packets: 12, bytes: 720}
+proto_stats:
+  description: Each C(proto_stats) counter by name, summed over CPUs.
+  returned: success
+  type: dict
+  sample:
+    TCP: {packets: 10, bytes: 900}
+    UDP: {packets: 11000, bytes: 3600000}
+    ICMP: {packets: 3, bytes: 252}
+    OTHER: {packets: 0, bytes: 0}
+total_packets:
+  description: Every frame the program saw (the sum of C(stats) packets).
+  returned: success
+  type: int
+  sample: 11051
+attached:
+  description: Interfaces where a program that uses these maps is attached.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - {interface: eth0, id: 42, name: sip_xdp_prog,
+       tag: 0729d17d290e5598, mode: native}
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vos.fastpath.plugins.module_utils import (
+    _bpf, _counters, _facts)
+
+
+def build_module():
+    return AnsibleModule(
+        argument_spec=dict(
+            pin_dir=dict(type="path", default="/sys/fs/bpf/vos_fastpath"),
+            prometheus_textfile=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def write_atomically(module, path, text):
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vos_fastpath.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        module.atomic_move(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main():
+    module = build_module()
+    pin_dir = module.params["pin_dir"]
+    stats_pin = os.path.join(pin_dir, "stats")
+    if not os.path.exists(stats_pin):
+        module.fail_json(
+            msg="No vos.fastpath maps are pinned under %s: attach the "
+            "program with vos.fastpath.xdp_attach first, or set pin_dir."
+            % pin_dir)
+    try:
+        counters = _counters.read_counters(pin_dir)
+        with _bpf.Map.open_pinned(stats_pin) as stats:
+            stats_id = stats.id
+    except OSError as e:
+        module.fail_json(msg="Could not read the counters under %s (%s): "
+                         "run as root, and check that bpffs is mounted."
+                         % (pin_dir, e))
+
+    ip_path = module.get_bin_path("ip", required=True,
+                                  opt_dirs=["/usr/sbin", "/sbin"])
+    result = dict(
+        changed=False,
+        stats=counters["stats"],
+        proto_stats=counters["proto_stats"],
+        total_packets=sum(c["packets"] for c in counters["stats"].values()),
+        attached=_facts.interfaces_using_map(module, ip_path, stats_id),
+    )
+
+    textfile = module.params["prometheus_textfile"]
+    if textfile:
+        before = read_text(textfile)
+        after = _counters.prometheus_text(counters)
+        result["changed"] = before != after
+        if module._diff:
+            result["diff"] = dict(before=before or "", after=after,
+                                  before_header=textfile,
+                                  after_header=textfile)
+        if result["changed"] and not module.check_mode:
+            write_atomically(module, textfile, after)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

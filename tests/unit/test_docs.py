@@ -1,0 +1,29 @@
+"""Every module's documentation renders with ansible-doc."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES = sorted(p.stem for p in (REPO / "plugins/modules").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_ansible_doc_renders(name: str) -> None:
+    doc_bin = REPO / ".venv" / "bin" / "ansible-doc"
+    result = subprocess.run([str(doc_bin), "-j", "vos.fastpath." + name],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)["vos.fastpath." + name]
+    assert entry["doc"]["short_description"]
+    assert entry["doc"]["attributes"]["check_mode"]["support"] == "full"
+    assert entry["examples"].strip()
+    assert entry["return"]
+
+
+def test_every_module_is_documented() -> None:
+    assert MODULES, "no module found under plugins/modules"
