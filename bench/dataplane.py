@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Data plane benchmark: nanoseconds per packet through BPF_PROG_TEST_RUN.
 
 Runs three frames through our XDP program (build/sip_logic.bpf.o) with a
@@ -200,7 +199,7 @@ class Program:
 
 
 def run(*cmd: str) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise BenchError("%s failed: %s" % (shlex.join(cmd),
                                             done.stderr.strip()))
@@ -209,7 +208,7 @@ def run(*cmd: str) -> str:
 
 def quiet(*cmd: str) -> None:
     """A clean-up command: its failure must not hide the real error."""
-    subprocess.run(cmd, capture_output=True)
+    subprocess.run(cmd, capture_output=True, check=False)
 
 
 def check_host() -> None:
@@ -507,7 +506,7 @@ def measure(programs: Sequence[Program], frames: Sequence[Case],
     for prog in live:                       # warm-up, not recorded
         for case in frames:
             timed(prog, case, max(1, repeat // 10))
-    for _ in range(rounds):
+    for _round in range(rounds):
         for prog in live:
             for case in frames:
                 key_entries = entries if prog.capacity is not None else 0
@@ -540,7 +539,8 @@ def cpu_model() -> str:
 
 def xdp_tools_version() -> str:
     done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}",
-                           "xdp-tools"], capture_output=True, text=True)
+                           "xdp-tools"], capture_output=True, text=True,
+                          check=False)
     return done.stdout.strip() or "unknown"
 
 
@@ -555,8 +555,8 @@ def header(setup: Setup) -> list[str]:
         "### Data plane: ns per packet (BPF_PROG_TEST_RUN)",
         "",
         "- Command: `%s`" % command_line(setup.argv),
-        "- Date: %s; kernel %s; CPU: %s" % (when, platform.release(),
-                                             cpu_model()),
+        "- Date: %s; kernel %s; CPU: %s"
+        % (when, platform.release(), cpu_model()),
         "- Each cell: median of %d rounds of %s runs (the kernel's mean "
         "ns/run per round), min–max of the rounds in parentheses."
         % (setup.rounds, _count(setup.repeat)),
@@ -634,9 +634,9 @@ def scaling(res: Results, setup: Setup,
             frames: Sequence[Case]) -> list[str]:
     """Our cost at each list size against the smallest one."""
     small, bigger = setup.sizes[0], setup.sizes[1:]
-    out = ["| %s, frame | %s |" % (OURS, " | ".join(
-               "%s / %s entries" % (_count(n), _count(small))
-               for n in bigger)),
+    columns = " | ".join("%s / %s entries" % (_count(n), _count(small))
+                         for n in bigger)
+    out = ["| %s, frame | %s |" % (OURS, columns),
            "|---|" + "---:|" * len(bigger)]
     for case in frames:
         cells = []

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The data plane at work, in a lab that lives for a few seconds.
 
 A network namespace `fp-lab-client` holds four clients; a veth pair joins it
@@ -115,7 +114,7 @@ BURSTS = (
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run one command (argv, no shell); on failure raise LabError."""
     proc = subprocess.run(argv, capture_output=True, text=True,
-                          env={**os.environ, "LANG": "C"})
+                          env={**os.environ, "LANG": "C"}, check=False)
     if check and proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()
         raise LabError("`%s` failed (rc %d): %s" % (
@@ -351,8 +350,8 @@ def counter_mismatches(counters: _counters.Counters) -> list[str]:
             if counters[map_name][name]["packets"] != n]
 
 
-def sip_socket_counts() -> tuple[collections.Counter[str],
-                                  collections.Counter[str]]:
+def sip_socket_counts() -> tuple[
+        collections.Counter[str], collections.Counter[str]]:
     """Datagrams sent to the SIP port, and expected at its socket, by
     source address."""
     sent: collections.Counter[str] = collections.Counter()

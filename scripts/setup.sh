@@ -62,4 +62,14 @@ if [[ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]]; then
 	ln -sfn "$ROOT" "$link"
 fi
 
+# ansible-test fetches a pip bootstrap script from a host outside the package
+# registries; its stand-in installs pip from Python's own wheel instead.
+for version in 24_2; do
+	cache="$HOME/.ansible/test/cache/get_pip_$version.py"
+	if ! cmp -s "$ROOT/scripts/get_pip_offline.py" "$cache"; then
+		mkdir -p "$(dirname "$cache")"
+		cp "$ROOT/scripts/get_pip_offline.py" "$cache"
+	fi
+done
+
 say "ready"

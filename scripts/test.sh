@@ -13,6 +13,9 @@ make -s
 echo "[test] ruff"
 .venv/bin/ruff check .
 
+echo "[test] ansible-test sanity"
+./scripts/sanity.sh
+
 echo "[test] pytest"
 set +e
 PYTHONPATH="$ROOT" .venv/bin/python -m pytest "$@"

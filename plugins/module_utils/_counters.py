@@ -68,8 +68,8 @@ def format_table(counters: Counters) -> str:
     for map_name, (names, helps) in COUNTER_MAPS.items():
         if map_name not in counters:
             continue
-        lines.append("%-*s %9s %11s  %s" % (width + 2, map_name, "packets",
-                                             "bytes", "meaning"))
+        header = (width + 2, map_name, "packets", "bytes", "meaning")
+        lines.append("%-*s %9s %11s  %s" % header)
         for name in names:
             c = counters[map_name].get(name, {"packets": 0, "bytes": 0})
             lines.append("  %-*s %9d %11d  %s" % (width, name, c["packets"],

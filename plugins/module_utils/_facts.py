@@ -144,7 +144,7 @@ def libbpf_headers(include_dir=LIBBPF_HEADERS):
 def interface_driver(name):
     """The driver name by the ethtool ioctl, or None (no such interface)."""
     buf = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + b"\0" * 192)
-    addr, _ = buf.buffer_info()
+    addr = buf.buffer_info()[0]
     ifreq = struct.pack("16sP", name.encode()[:15], addr)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

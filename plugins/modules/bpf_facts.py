@@ -24,7 +24,7 @@ description:
     which XDP program is attached now.
   - Changes nothing on the host.
 author:
-  - vos-fastpath contributors
+  - vos-fastpath contributors (@vos-fastpath)
 options:
   fail_on_problems:
     description:
@@ -45,12 +45,17 @@ options:
     default: /sys/kernel/btf/vmlinux
 attributes:
   check_mode:
+    description: Can run in check mode and return the same facts.
     support: full
   diff_mode:
+    description: Changes nothing, so there is no diff.
     support: none
   facts:
+    description: Returns C(ansible_facts.vos_fastpath).
     support: full
   platform:
+    description: Linux hosts with an XDP-capable kernel.
+    support: full
     platforms: linux
 notes:
   - Needs root (or CAP_BPF and CAP_NET_ADMIN) for the C(bpf) probe.

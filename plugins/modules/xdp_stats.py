@@ -21,7 +21,7 @@ description:
   - Optionally writes the counters in node_exporter's textfile format,
     atomically (a temporary file renamed over the old one).
 author:
-  - vos-fastpath contributors
+  - vos-fastpath contributors (@vos-fastpath)
 options:
   pin_dir:
     description:
@@ -36,12 +36,16 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Can run in check mode and report what would change.
     support: full
     details: The counters are read; the textfile is not written.
   diff_mode:
+    description: Returns details on what changed.
     support: full
     details: Shows the textfile before and after.
   platform:
+    description: Linux hosts with an XDP-capable kernel.
+    support: full
     platforms: linux
 notes:
   - Needs root (or CAP_BPF) to open the pinned maps.

@@ -30,7 +30,8 @@ def veth(root_required: None) -> Iterator[int]:
         _ip("link", "set", name + "p", "up")
         yield int(Path("/sys/class/net/%s/ifindex" % name).read_text())
     finally:
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", name], capture_output=True,
+                       check=False)
 
 
 @pytest.fixture(scope="module")

@@ -272,11 +272,11 @@ def stun(rng: random.Random, kind: int = 0x0001,
 
 
 def crlf_run(rng: random.Random, n: int) -> bytes:
-    return bytes(rng.choice(b"\r\n") for _ in range(n))
+    return bytes(rng.choice(b"\r\n") for _i in range(n))
 
 
 def _token(rng: random.Random, n: int) -> bytes:
-    return bytes(rng.choice(TOKEN) for _ in range(n))
+    return bytes(rng.choice(TOKEN) for _i in range(n))
 
 
 def _uri_for(line_len: int, method: bytes) -> bytes:
@@ -357,8 +357,8 @@ REQUEST_VARIANTS: tuple[tuple[ReqVariant, int], ...] = (
 
 
 def _choose(rng: random.Random, table: tuple[tuple[T, int], ...]) -> T:
-    items = [item for item, _ in table]
-    return rng.choices(items, [w for _, w in table])[0]
+    items = [item for item, _weight in table]
+    return rng.choices(items, [w for _item, w in table])[0]
 
 
 def request_payload(rng: random.Random) -> tuple[str, bytes]:
@@ -525,7 +525,7 @@ def _natural_body(spec: FrameSpec) -> int:
 def _mutate_vlan(rng: random.Random, spec: FrameSpec, labels: Labels) -> None:
     n = rng.choices((0, 1, 2, 3), (72, 14, 11, 3))[0]
     if n:
-        spec.vlans = [rng.choice(TPIDS) for _ in range(n)]
+        spec.vlans = [rng.choice(TPIDS) for _i in range(n)]
         labels.append(f"vlan{n}")
 
 
@@ -617,7 +617,7 @@ def _mutate_v6_ext(rng: random.Random, spec: FrameSpec,
     if rng.random() >= 0.45:
         return
     n = rng.choices((1, 2, 3, 4, 5), (28, 22, 18, 18, 14))[0]
-    spec.ext = [_random_ext(rng) for _ in range(n)]
+    spec.ext = [_random_ext(rng) for _i in range(n)]
     if any(e.kind == FRAGMENT and e.offset for e in spec.ext):
         _later_fragment_body(rng, spec)
     elif any(e.kind == FRAGMENT and e.more for e in spec.ext):
@@ -703,7 +703,7 @@ def rx_queue(rng: random.Random) -> int:
 def generate(rng: random.Random, count: int,
              addrs: AddressPlan) -> Iterator[tuple[str, bytes, int]]:
     """(label, frame, rx_queue) for count mutated SIP-ish frames."""
-    for _ in range(count):
+    for _i in range(count):
         spec, labels = base_frame(rng, addrs)
         mutate(rng, spec, labels)
         frame = _raw_cut(rng, build_frame(spec), labels)
@@ -724,7 +724,7 @@ def _fuzz_payload(rng: random.Random) -> bytes:
         return rng.randbytes(rng.randint(0, 1400))
     chunks = [rng.choice(FUZZ_CHUNKS) if rng.random() < 0.7
               else rng.randbytes(rng.randint(1, 8))
-              for _ in range(rng.randint(0, 80))]
+              for _i in range(rng.randint(0, 80))]
     return b"".join(chunks)
 
 
@@ -757,13 +757,13 @@ def random_frames(rng: random.Random, count: int,
                   ports: frozenset[int] = SIP_PORTS) -> Iterator[bytes]:
     """Fuzz: random bytes, a share behind a valid Ethernet+IP prefix."""
     port_list = sorted(ports)
-    for _ in range(count):
+    for _i in range(count):
         if rng.random() < 0.5:
             yield rng.randbytes(rng.randint(MIN_FRAME, 1600))
             continue
         l3 = _fuzz_ip(rng, port_list)
         ethertype = ETH_P_IP if l3[0] >> 4 == 4 else ETH_P_IPV6
-        vlans = [rng.choice(TPIDS) for _ in range(rng.choice((0, 0, 1, 2)))]
+        vlans = [rng.choice(TPIDS) for _i in range(rng.choice((0, 0, 1, 2)))]
         frame = ethernet(ethertype, l3, vlans)
         frame += rng.randbytes(rng.choice((0, 0, rng.randint(1, 64))))
         if rng.random() < 0.3:

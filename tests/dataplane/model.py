@@ -130,7 +130,7 @@ def l3_offset(frame: bytes) -> tuple[int, int] | None:
         return None
     off = ETH_HLEN
     proto = _u16(frame, off - 2)
-    for _ in range(MAX_VLANS):
+    for _round in range(MAX_VLANS):
         if proto not in VLAN_TPIDS:
             break
         if len(frame) < off + VLAN_HLEN:
@@ -175,7 +175,7 @@ def walk_ipv6_ext(frame: bytes, off: int,
     classifies as OTHER.
     """
     first_frag = False
-    for _ in range(MAX_IPV6_EXT):
+    for _round in range(MAX_IPV6_EXT):
         if nexthdr not in IPV6_EXT:
             return nexthdr, off, True, first_frag
         if nexthdr == IPV6_FRAGMENT:

@@ -1124,14 +1124,14 @@ def test_each_frame_adds_one_packet_to_stats_and_ip_to_proto_stats(
                  build(PLAIN_V4, JUNK), build(PLAIN_V4, request(b"OPTIONS")),
                  build(PLAIN_V4, request(), frag_offset=185)]
     non_ip = [frames.ethernet(frames.ETH_P_ARP, bytes(28))]
-    stats = sum(p for p, _ in dataplane.counters("stats"))
-    protos = sum(p for p, _ in dataplane.counters("proto_stats"))
+    stats = sum(p for p, _bytes in dataplane.counters("stats"))
+    protos = sum(p for p, _bytes in dataplane.counters("proto_stats"))
     for frame in ip_frames + non_ip:
         dataplane.test_run(frame)
         dataplane.test_run(frame, XSK_QUEUE)
-    grown = sum(p for p, _ in dataplane.counters("stats")) - stats
+    grown = sum(p for p, _bytes in dataplane.counters("stats")) - stats
     assert grown == 2 * len(ip_frames + non_ip)
-    grown = sum(p for p, _ in dataplane.counters("proto_stats")) - protos
+    grown = sum(p for p, _bytes in dataplane.counters("proto_stats")) - protos
     assert grown == 2 * len(ip_frames)
 
 

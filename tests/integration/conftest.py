@@ -28,14 +28,16 @@ def built_object(root_required: None) -> Path:
 def veth(root_required: None) -> Iterator[str]:
     """A fresh veth pair, up, removed afterwards; yields the first end."""
     name = "fpit%d" % (os.getpid() % 100000)
-    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "del", name], capture_output=True,
+                   check=False)
     ip("link", "add", name, "type", "veth", "peer", "name", name + "p")
     try:
         ip("link", "set", name, "up")
         ip("link", "set", name + "p", "up")
         yield name
     finally:
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", name], capture_output=True,
+                       check=False)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ MODULES = sorted(p.stem for p in (REPO / "plugins/modules").glob("*.py"))
 def test_ansible_doc_renders(name: str) -> None:
     doc_bin = REPO / ".venv" / "bin" / "ansible-doc"
     result = subprocess.run([str(doc_bin), "-j", "vos.fastpath." + name],
-                            cwd=REPO, capture_output=True, text=True)
+                            cwd=REPO, capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
     entry = json.loads(result.stdout)["vos.fastpath." + name]
     assert entry["doc"]["short_description"]
