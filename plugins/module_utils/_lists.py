@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Block and allow list entries: parsing, planning, applying.
+
+Private to this collection. Entries are handled as the tries' own keys
+(bytes: prefixlen in host order, then the address), so that a list of a
+million entries is parsed, compared and written without one Python object
+per address beyond those keys.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import socket
+import struct
+import threading
+import time
+import zlib
+
+from . import _abi, _bpf
+
+LISTS = {"blocklist": ("block_v4", "block_v6"),
+         "allowlist": ("allow_v4", "allow_v6")}
+
+_PREFIX = struct.Struct("=I")
+_FULL_V4 = _PREFIX.pack(32)
+_FULL_V6 = _PREFIX.pack(128)
+
+
+class ListError(ValueError):
+    """Bad input: the message says which line or entry and why."""
+
+
+def source_tag(name):
+    """The u32 stored in fp_entry.source for an owner's name (never 0)."""
+    return zlib.crc32(name.encode("utf-8")) or 1
+
+
+def boot_ns():
+    """Now on CLOCK_BOOTTIME, the clock the program compares expiry to."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1e9)
+
+
+def _host_bits(packed, prefixlen, bits):
+    value = int.from_bytes(packed, "big")
+    return value & ((1 << (bits - prefixlen)) - 1)
+
+
+def _masked(packed, prefixlen, bits):
+    value = int.from_bytes(packed, "big")
+    value &= ~((1 << (bits - prefixlen)) - 1) & ((1 << bits) - 1)
+    return value.to_bytes(bits // 8, "big")
+
+
+def parse_entry(text, strict):
+    """One address or CIDR as (family, key); raises ListError."""
+    addr, slash, plen = text.partition("/")
+    family, bits, full = ((socket.AF_INET6, 128, _FULL_V6) if ":" in addr
+                          else (socket.AF_INET, 32, _FULL_V4))
+    try:
+        packed = socket.inet_pton(family, addr)
+    except (OSError, ValueError):
+        raise ListError("'%s' is not an IPv4 or IPv6 address" % text)
+    if not slash:
+        return family, full + packed
+    if not plen.isdigit() or int(plen) > bits:
+        raise ListError("'%s' has an invalid prefix length" % text)
+    prefixlen = int(plen)
+    if _host_bits(packed, prefixlen, bits):
+        if strict:
+            raise ListError(
+                "'%s' has host bits set: write %s/%d, or set strict: false "
+                "to normalise" % (text, _ntop(family,
+                                              _masked(packed, prefixlen,
+                                                      bits)), prefixlen))
+        packed = _masked(packed, prefixlen, bits)
+    return family, _PREFIX.pack(prefixlen) + packed
+
+
+def parse_lines(lines, strict, where):
+    """Keys of every entry of `lines` as (v4 set, v6 set). `where` names
+    the origin in errors, e.g. "line %d of /etc/blocklist"."""
+    v4, v6 = set(), set()
+    add4, add6 = v4.add, v6.add
+    pton = socket.inet_pton
+    af4 = socket.AF_INET
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        # The common case, a plain IPv4 address, without the general path.
+        if "/" not in line and ":" not in line:
+            try:
+                add4(_FULL_V4 + pton(af4, line))
+                continue
+            except OSError:
+                pass
+        try:
+            family, key = parse_entry(line, strict)
+        except ListError as e:
+            raise ListError("%s: %s" % (where % number, e))
+        (add4 if family == af4 else add6)(key)
+    return v4, v6
+
+
+def key_text(key):
+    """A trie key as the CIDR an operator writes."""
+    prefixlen = _PREFIX.unpack_from(key)[0]
+    family = socket.AF_INET if len(key) == 8 else socket.AF_INET6
+    return "%s/%d" % (_ntop(family, key[4:]), prefixlen)
+
+
+def _ntop(family, packed):
+    return socket.inet_ntop(family, packed)
+
+
+def covers(key, address_key):
+    """Does the network of `key` contain, or overlap, that of
+    `address_key` (same family)?"""
+    plen = _PREFIX.unpack_from(key)[0]
+    other = _PREFIX.unpack_from(address_key)[0]
+    bits = (len(key) - 4) * 8
+    shortest = min(plen, other)
+    return _masked(key[4:], shortest, bits) == \
+        _masked(address_key[4:], shortest, bits)
+
+
+def read_entries(trie):
+    """Every entry of a trie: {key: (expires_ns, source)}."""
+    keys, values = trie.lookup_batch(chunk=65536)
+    ksize, vsize = trie.key_size, trie.value_size
+    unpack = _abi.ENTRY.unpack_from
+    out = {}
+    for i in range(len(keys) // ksize):
+        expires, source, _reserved = unpack(values, i * vsize)
+        out[keys[i * ksize:(i + 1) * ksize]] = (expires, source)
+    return out
+
+
+class Plan:
+    """What one family's trie needs: keys to write, keys to delete."""
+
+    def __init__(self):
+        self.write = []       # keys to (re)write with our value
+        self.delete = []      # keys to remove
+        self.expired = 0      # of delete: expired entries of the owner
+        self.unchanged = 0
+
+
+def plan_family(current, desired, state, tag, expires_ns, now):
+    """The changes that make one trie right for this owner.
+
+    present: every desired key exists (a live entry of another owner is
+    left as it is); exact: also, the owner's entries that are not desired
+    go; absent: the desired keys go, whoever owns them. In every state the
+    owner's expired entries go (or are renewed when desired).
+    """
+    plan = Plan()
+    if state == "absent":
+        plan.delete = [key for key in desired if key in current]
+        plan.unchanged = len(desired) - len(plan.delete)
+    else:
+        for key in desired:
+            have = current.get(key)
+            if have is None:
+                plan.write.append(key)
+                continue
+            have_expires, have_source = have
+            expired = have_expires and have_expires <= now
+            if expired:
+                plan.write.append(key)
+            elif have_source == tag and bool(have_expires) != bool(
+                    expires_ns):
+                plan.write.append(key)      # ttl switched on or off
+            else:
+                plan.unchanged += 1
+    for key, (have_expires, have_source) in current.items():
+        if have_source != tag or key in desired:
+            continue
+        if have_expires and have_expires <= now:
+            plan.delete.append(key)
+            plan.expired += 1
+        elif state == "exact":
+            plan.delete.append(key)
+    return plan
+
+
+def apply_plan(trie, plan, value, current):
+    """Delete, then write; on a failure put back what was there."""
+    deleted = []
+    try:
+        if plan.delete:
+            trie.delete_batch(b"".join(plan.delete))
+            deleted = plan.delete
+        if plan.write:
+            trie.update_batch(b"".join(plan.write), value * len(plan.write))
+    except OSError:
+        _restore(trie, plan, deleted, current)
+        raise
+
+
+def undo_plan(trie, plan, current):
+    """Put back what a fully applied plan changed."""
+    _restore(trie, plan, plan.delete, current)
+
+
+def _restore(trie, plan, deleted, current):
+    for key in plan.write:
+        old = current.get(key)
+        if old is None:
+            trie.delete(key)
+        else:
+            trie.update(key, _abi.ENTRY.pack(old[0], old[1], 0))
+    for key in deleted:
+        expires, source = current[key]
+        trie.update(key, _abi.ENTRY.pack(expires, source, 0))
+
+
+def open_pair(pin_dir, list_name):
+    """The v4 and v6 tries of a list, opened from their pins."""
+    tries = []
+    for name in LISTS[list_name]:
+        path = os.path.join(pin_dir, name)
+        if not os.path.exists(path):
+            for trie in tries:
+                trie.close()
+            raise ListError(
+                "The map %s is not pinned under %s: attach the program "
+                "with vos.fastpath.xdp_attach first, or set pin_dir."
+                % (name, pin_dir))
+        tries.append(_bpf.Map.open_pinned(path))
+    return tries
+
+
+class Reader(threading.Thread):
+    """Reads tries in the background: the bpf() calls release the GIL, so
+    the kernel walks the tries while Python parses the input."""
+
+    def __init__(self, tries):
+        threading.Thread.__init__(self)
+        self.tries = tries
+        self.entries = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.entries = [read_entries(t) for t in self.tries]
+        except OSError as e:
+            self.error = e
+
+    def result(self):
+        self.join()
+        if self.error:
+            raise self.error
+        return self.entries
+
+
+def protected_hits(desired, protected):
+    """(entry, protected) pairs where a desired entry of one family covers
+    or lies inside a protected network. Cheap for a million entries: a
+    protected network is looked up once per prefix length in use."""
+    if not protected or not desired:
+        return []
+    hits = []
+    lengths = sorted({_PREFIX.unpack_from(k)[0] for k in
+                      {key[:4] for key in desired}})
+    bits = (len(next(iter(protected))) - 4) * 8
+    for guard in protected:
+        guard_len = _PREFIX.unpack_from(guard)[0]
+        for length in lengths:
+            if length <= guard_len:
+                key = _PREFIX.pack(length) + _masked(guard[4:], length, bits)
+                if key in desired:
+                    hits.append((key, guard))
+        if lengths[-1] > guard_len:
+            hits.extend((key, guard) for key in desired
+                        if _PREFIX.unpack_from(key)[0] > guard_len and
+                        covers(key, guard))
+    return hits

@@ -1,0 +1,296 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: bpf_map_entry
+short_description: Manage the block and allow lists of the XDP program
+version_added: 0.1.0
+description:
+  - Adds, removes or reconciles addresses and CIDRs in the program's
+    pinned LPM tries; IPv4 and IPv6 entries go to the right map of the
+    pair (C(block_v4)/C(block_v6) or C(allow_v4)/C(allow_v6)).
+  - Entries carry an owner (O(source)); O(state=exact) makes the owner's
+    entries equal to the list and leaves other owners' entries alone.
+  - Expired entries of the owner are removed at every run.
+  - Reads and writes go straight to the C(bpf) system call in batches;
+    a million entries take seconds.
+  - Invalid input fails with the line or entry at fault and changes
+    nothing; a failed write puts back what was there.
+author:
+  - vos-fastpath contributors (@vos-fastpath)
+options:
+  map:
+    description:
+      - Which list.
+    type: str
+    choices: [blocklist, allowlist]
+    required: true
+  entries:
+    description:
+      - Addresses and CIDRs, IPv4 and IPv6 mixed.
+    type: list
+    elements: str
+    default: []
+  src:
+    description:
+      - A file on the target with one address or CIDR per line; C(#)
+        starts a comment. Added to O(entries).
+    type: path
+  state:
+    description:
+      - V(present) adds the entries, V(absent) removes them (whoever owns
+        them), V(exact) also removes every entry of the owner that is not
+        listed.
+    type: str
+    choices: [present, absent, exact]
+    default: present
+  ttl:
+    description:
+      - Lifetime of added entries in seconds; V(0) means permanent. The
+        program ignores an entry as soon as it expires; the next run
+        removes it.
+      - An entry that exists and is live keeps its expiry.
+    type: int
+    default: 0
+  source:
+    description:
+      - The owner of the entries, stored as its CRC-32 in each entry.
+    type: str
+    default: default
+  protect:
+    description:
+      - Addresses and networks that must never be blocked. A blocklist
+        entry that covers or lies inside one of them fails the task.
+    type: list
+    elements: str
+    default: []
+  strict:
+    description:
+      - A CIDR with host bits set is an error; with V(false) it is
+        normalised to its network.
+    type: bool
+    default: true
+  pin_dir:
+    description:
+      - Directory where the program's maps are pinned.
+    type: path
+    default: /sys/fs/bpf/vos_fastpath
+attributes:
+  check_mode:
+    description: Can run in check mode and report what would change.
+    support: full
+  diff_mode:
+    description: Returns details on what changed.
+    support: full
+    details: The first 100 added and removed entries, with counts.
+  platform:
+    description: Linux hosts with an XDP-capable kernel.
+    support: full
+    platforms: linux
+notes:
+  - Needs root (or CAP_BPF) to open the pinned maps.
+seealso:
+  - module: vos.fastpath.xdp_attach
+"""
+
+EXAMPLES = r"""
+- name: Block two scanners for a day
+  vos.fastpath.bpf_map_entry:
+    map: blocklist
+    entries: [203.0.113.7, 2001:db8:bad::/48]
+    ttl: 86400
+    source: manual
+
+- name: Make the feed's entries exactly those of a file
+  vos.fastpath.bpf_map_entry:
+    map: blocklist
+    src: /etc/vos-fastpath/blocklist.txt
+    state: exact
+    source: feed
+    protect: [192.0.2.10, 198.51.100.0/24]
+
+- name: Trust the monitoring hosts
+  vos.fastpath.bpf_map_entry:
+    map: allowlist
+    entries: [192.0.2.20, 192.0.2.21]
+    source: monitoring
+"""
+
+RETURN = r"""
+added:
+  description: Entries written (new, renewed after expiry, or changed).
+  returned: success
+  type: int
+  sample: 10000
+removed:
+  description: Entries deleted, expired ones included.
+  returned: success
+  type: int
+  sample: 10000
+expired_removed:
+  description: Of O(removed), the owner's expired entries.
+  returned: success
+  type: int
+  sample: 3
+unchanged:
+  description: Listed entries that were already right.
+  returned: success
+  type: int
+  sample: 990000
+total:
+  description: Entries in the list (both families) after the run.
+  returned: success
+  type: int
+  sample: 1000000
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vos.fastpath.plugins.module_utils import (
+    _abi, _lists)
+
+DIFF_LIMIT = 100
+
+
+def build_module():
+    return AnsibleModule(
+        argument_spec=dict(
+            map=dict(type="str", required=True,
+                     choices=["blocklist", "allowlist"]),
+            entries=dict(type="list", elements="str", default=[]),
+            src=dict(type="path"),
+            state=dict(type="str", default="present",
+                       choices=["present", "absent", "exact"]),
+            ttl=dict(type="int", default=0),
+            source=dict(type="str", default="default"),
+            protect=dict(type="list", elements="str", default=[]),
+            strict=dict(type="bool", default=True),
+            pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
+        ),
+        supports_check_mode=True,
+    )
+
+
+def read_input(params):
+    """The desired keys as (v4, v6) sets; raises ListError."""
+    v4, v6 = _lists.parse_lines(params["entries"], params["strict"],
+                                "entry %d")
+    if params["src"]:
+        try:
+            with open(params["src"]) as f:
+                lines = f.read().splitlines()
+        except (IOError, OSError) as e:
+            raise _lists.ListError("Could not read %s: %s"
+                                   % (params["src"], e.strerror))
+        f4, f6 = _lists.parse_lines(lines, params["strict"],
+                                    "line %%d of %s" % params["src"])
+        v4 |= f4
+        v6 |= f6
+    return v4, v6
+
+
+def check_protected(desired, protect, strict):
+    p4, p6 = _lists.parse_lines(protect, strict, "protect entry %d")
+    hits = (_lists.protected_hits(desired[0], p4)
+            + _lists.protected_hits(desired[1], p6))
+    if hits:
+        entry, guard = hits[0]
+        raise _lists.ListError(
+            "The blocklist entry %s would block the protected %s: remove it "
+            "from the list (%d such entries)."
+            % (_lists.key_text(entry), _lists.key_text(guard), len(hits)))
+
+
+def diff_text(keys, limit=DIFF_LIMIT):
+    shown = sorted(_lists.key_text(k) for k in keys[:limit])
+    more = len(keys) - len(shown)
+    return "".join(line + "\n" for line in shown) + (
+        "... and %d more\n" % more if more else "")
+
+
+def main():
+    module = build_module()
+    p = module.params
+    if p["ttl"] < 0:
+        module.fail_json(msg="ttl must be 0 (permanent) or a number of "
+                         "seconds, not %d." % p["ttl"])
+    try:
+        tries = _lists.open_pair(p["pin_dir"], p["map"])
+    except _lists.ListError as e:
+        module.fail_json(msg=str(e))
+    except OSError as e:
+        module.fail_json(msg="Could not open the %s maps under %s (%s): run "
+                         "as root, and check that bpffs is mounted."
+                         % (p["map"], p["pin_dir"], e))
+
+    reader = _lists.Reader(tries)
+    reader.start()
+    try:
+        desired = read_input(p)
+        if p["map"] == "blocklist" and p["state"] != "absent":
+            check_protected(desired, p["protect"], p["strict"])
+    except _lists.ListError as e:
+        reader.join()
+        module.fail_json(msg="%s. Nothing was changed." % e)
+    current = reader.result()
+
+    now = _lists.boot_ns()
+    tag = _lists.source_tag(p["source"])
+    expires = now + p["ttl"] * 10**9 if p["ttl"] else 0
+    plans = [_lists.plan_family(current[i], desired[i], p["state"], tag,
+                                expires, now) for i in (0, 1)]
+
+    sizes = [len(have) - len(plan.delete)
+             + sum(1 for k in plan.write if k not in have)
+             for plan, have in zip(plans, current)]
+    for trie, size in zip(tries, sizes):
+        if size > trie.max_entries:
+            module.fail_json(
+                msg="%s would hold %d entries, more than its %d: shorten "
+                "the list or aggregate it into wider prefixes. Nothing was "
+                "changed." % (trie.name, size, trie.max_entries))
+
+    added = [k for plan in plans for k in plan.write]
+    removed = [k for plan in plans for k in plan.delete]
+    result = dict(
+        changed=bool(added or removed),
+        added=len(added), removed=len(removed),
+        expired_removed=sum(plan.expired for plan in plans),
+        unchanged=sum(plan.unchanged for plan in plans),
+        total=sum(sizes),
+    )
+    if module._diff:
+        result["diff"] = dict(
+            before="removed: %d\n%s" % (len(removed), diff_text(removed)),
+            after="added: %d\n%s" % (len(added), diff_text(added)),
+            before_header="%s (%s)" % (p["map"], p["source"]),
+            after_header="%s (%s)" % (p["map"], p["source"]))
+
+    if result["changed"] and not module.check_mode:
+        value = _abi.ENTRY.pack(expires, tag, 0)
+        done = []
+        for trie, plan, have in zip(tries, plans, current):
+            try:
+                _lists.apply_plan(trie, plan, value, have)
+            except OSError as e:
+                for undo in done:
+                    _lists.undo_plan(*undo)
+                module.fail_json(
+                    msg="Writing %s failed (%s); everything this run had "
+                    "changed was put back." % (trie.name, e), **result)
+            done.append((trie, plan, have))
+    for trie in tries:
+        trie.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
