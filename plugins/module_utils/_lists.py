@@ -129,24 +129,69 @@ def covers(key, address_key):
         _masked(address_key[4:], shortest, bits)
 
 
+class Entries:
+    """Every entry of a trie as read in one batch: the keys as a set, and
+    the raw values of the entries that are not `common` (one value that
+    most entries share: the owner's, without expiry) in a dict."""
+
+    CHUNK = 4096
+
+    def __init__(self, keys, values, ksize, vsize):
+        self.key_list = [keys[i:i + ksize]
+                         for i in range(0, len(keys), ksize)]
+        self.keys = set(self.key_list)
+        self.values = values
+        self.vsize = vsize
+
+    def __len__(self):
+        return len(self.key_list)
+
+    def raw(self, index):
+        return self.values[index * self.vsize:(index + 1) * self.vsize]
+
+    def fields(self):
+        """{key: (expires_ns, source)} of every entry."""
+        return dict((key, entry_fields(self.raw(i)))
+                    for i, key in enumerate(self.key_list))
+
+    def others(self, common):
+        """{key: raw} of every entry whose value is not `common`. Whole
+        chunks of common values are skipped with one comparison."""
+        out = {}
+        size = self.vsize * self.CHUNK
+        same = common * self.CHUNK
+        for start in range(0, len(self.key_list), self.CHUNK):
+            if self.values[start * self.vsize:start * self.vsize + size] \
+                    == same:
+                continue
+            stop = min(start + self.CHUNK, len(self.key_list))
+            for i in range(start, stop):
+                raw = self.raw(i)
+                if raw != common:
+                    out[self.key_list[i]] = raw
+        return out
+
+
 def read_entries(trie):
-    """Every entry of a trie: {key: (expires_ns, source)}."""
+    """Every entry of a trie, as Entries."""
     keys, values = trie.lookup_batch(chunk=65536)
-    ksize, vsize = trie.key_size, trie.value_size
-    unpack = _abi.ENTRY.unpack_from
-    out = {}
-    for i in range(len(keys) // ksize):
-        expires, source, _reserved = unpack(values, i * vsize)
-        out[keys[i * ksize:(i + 1) * ksize]] = (expires, source)
-    return out
+    return Entries(keys, values, trie.key_size, trie.value_size)
+
+
+def entry_fields(raw):
+    """(expires_ns, source) of a raw fp_entry value."""
+    expires, source, _reserved = _abi.ENTRY.unpack(raw)
+    return expires, source
 
 
 class Plan:
-    """What one family's trie needs: keys to write, keys to delete."""
+    """What one family's trie needs: keys to write, keys to delete, and
+    the old values of what they touch (to put back on a failure)."""
 
     def __init__(self):
         self.write = []       # keys to (re)write with our value
         self.delete = []      # keys to remove
+        self.old = {}         # key -> raw value, for keys written or deleted
         self.expired = 0      # of delete: expired entries of the owner
         self.unchanged = 0
 
@@ -158,38 +203,65 @@ def plan_family(current, desired, state, tag, expires_ns, now):
     left as it is); exact: also, the owner's entries that are not desired
     go; absent: the desired keys go, whoever owns them. In every state the
     owner's expired entries go (or are renewed when desired).
+
+    Entries holding the owner's value without expiry (`permanent`, most of
+    a big list) are handled with set operations only; the others one by
+    one. A million unchanged entries cost little more than reading them.
     """
     plan = Plan()
+    permanent = _abi.ENTRY.pack(0, tag, 0)
+    others = current.others(permanent)
+    have = current.keys
+
+    def old(key):
+        return others.get(key, permanent)
+
     if state == "absent":
-        plan.delete = [key for key in desired if key in current]
+        plan.delete = list(desired & have)
         plan.unchanged = len(desired) - len(plan.delete)
     else:
-        for key in desired:
-            have = current.get(key)
-            if have is None:
-                plan.write.append(key)
+        plan.write = list(desired - have)
+        plan.unchanged = len(desired) - len(plan.write)
+        for key, raw in others.items():
+            if key not in desired:
                 continue
-            have_expires, have_source = have
-            expired = have_expires and have_expires <= now
-            if expired:
-                plan.write.append(key)
+            have_expires, have_source = entry_fields(raw)
+            if have_expires and have_expires <= now:
+                plan.write.append(key)      # expired: absent, so renew
             elif have_source == tag and bool(have_expires) != bool(
                     expires_ns):
                 plan.write.append(key)      # ttl switched on or off
             else:
-                plan.unchanged += 1
-    for key, (have_expires, have_source) in current.items():
-        if have_source != tag or key in desired:
+                continue
+            plan.unchanged -= 1
+        if expires_ns:
+            # Live permanent entries of the owner that are listed again
+            # with a ttl get it.
+            switched = [k for k in desired & have if k not in others]
+            plan.write.extend(switched)
+            plan.unchanged -= len(switched)
+
+    extra = have - desired
+    for key in extra:
+        raw = others.get(key)
+        if raw is None:                     # the owner's, permanent
+            if state == "exact":
+                plan.delete.append(key)
+            continue
+        have_expires, have_source = entry_fields(raw)
+        if have_source != tag:
             continue
         if have_expires and have_expires <= now:
             plan.delete.append(key)
             plan.expired += 1
         elif state == "exact":
             plan.delete.append(key)
+    plan.old = dict((key, old(key)) for key in plan.delete)
+    plan.old.update((key, old(key)) for key in plan.write if key in have)
     return plan
 
 
-def apply_plan(trie, plan, value, current):
+def apply_plan(trie, plan, value):
     """Delete, then write; on a failure put back what was there."""
     deleted = []
     try:
@@ -199,25 +271,24 @@ def apply_plan(trie, plan, value, current):
         if plan.write:
             trie.update_batch(b"".join(plan.write), value * len(plan.write))
     except OSError:
-        _restore(trie, plan, deleted, current)
+        _restore(trie, plan, deleted)
         raise
 
 
-def undo_plan(trie, plan, current):
+def undo_plan(trie, plan):
     """Put back what a fully applied plan changed."""
-    _restore(trie, plan, plan.delete, current)
+    _restore(trie, plan, plan.delete)
 
 
-def _restore(trie, plan, deleted, current):
+def _restore(trie, plan, deleted):
     for key in plan.write:
-        old = current.get(key)
-        if old is None:
+        raw = plan.old.get(key)
+        if raw is None:
             trie.delete(key)
         else:
-            trie.update(key, _abi.ENTRY.pack(old[0], old[1], 0))
+            trie.update(key, raw)
     for key in deleted:
-        expires, source = current[key]
-        trie.update(key, _abi.ENTRY.pack(expires, source, 0))
+        trie.update(key, plan.old[key])
 
 
 def open_pair(pin_dir, list_name):

@@ -185,13 +185,13 @@ def read_input(params):
                                 "entry %d")
     if params["src"]:
         try:
+            # Streamed: a million lines are never held as a list.
             with open(params["src"]) as f:
-                lines = f.read().splitlines()
+                f4, f6 = _lists.parse_lines(
+                    f, params["strict"], "line %%d of %s" % params["src"])
         except (IOError, OSError) as e:
             raise _lists.ListError("Could not read %s: %s"
                                    % (params["src"], e.strerror))
-        f4, f6 = _lists.parse_lines(lines, params["strict"],
-                                    "line %%d of %s" % params["src"])
         v4 |= f4
         v6 |= f6
     return v4, v6
@@ -248,8 +248,8 @@ def main():
     plans = [_lists.plan_family(current[i], desired[i], p["state"], tag,
                                 expires, now) for i in (0, 1)]
 
-    sizes = [len(have) - len(plan.delete)
-             + sum(1 for k in plan.write if k not in have)
+    sizes = [len(have) - len(plan.delete) + len(plan.write)
+             - sum(1 for k in plan.write if k in plan.old)
              for plan, have in zip(plans, current)]
     for trie, size in zip(tries, sizes):
         if size > trie.max_entries:
@@ -277,16 +277,16 @@ def main():
     if result["changed"] and not module.check_mode:
         value = _abi.ENTRY.pack(expires, tag, 0)
         done = []
-        for trie, plan, have in zip(tries, plans, current):
+        for trie, plan in zip(tries, plans):
             try:
-                _lists.apply_plan(trie, plan, value, have)
+                _lists.apply_plan(trie, plan, value)
             except OSError as e:
                 for undo in done:
                     _lists.undo_plan(*undo)
                 module.fail_json(
                     msg="Writing %s failed (%s); everything this run had "
                     "changed was put back." % (trie.name, e), **result)
-            done.append((trie, plan, have))
+            done.append((trie, plan))
     for trie in tries:
         trie.close()
     module.exit_json(**result)

@@ -29,7 +29,7 @@ def contents(pin_dir: Path, kind: str = "block") -> dict[str, tuple]:
     out = {}
     for family in ("v4", "v6"):
         with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
-            for key, value in _lists.read_entries(m).items():
+            for key, value in _lists.read_entries(m).fields().items():
                 out[_lists.key_text(key)] = value
     return out
 
