@@ -136,7 +136,7 @@ removed:
   type: int
   sample: 10000
 expired_removed:
-  description: Of O(removed), the owner's expired entries.
+  description: Of RV(removed), the owner's expired entries.
   returned: success
   type: int
   sample: 3
