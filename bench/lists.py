@@ -233,7 +233,7 @@ def write_docs(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--write-docs", action="store_true")
     opts = parser.parse_args()
     if os.geteuid() != 0:
