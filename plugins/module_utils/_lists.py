@@ -308,26 +308,30 @@ def open_pair(pin_dir, list_name):
 
 
 class Reader(threading.Thread):
-    """Reads tries in the background: the bpf() calls release the GIL, so
-    the kernel walks the tries while Python parses the input."""
+    """Reads tries in the background while Python parses the input: the
+    thread only makes the bpf() calls, which release the GIL, so the kernel
+    walks the tries on one core while the parser runs on another. The
+    Python side of the read (Entries) waits until the parser is done."""
 
     def __init__(self, tries):
         threading.Thread.__init__(self)
         self.tries = tries
-        self.entries = None
+        self.raw = None
         self.error = None
 
     def run(self):
         try:
-            self.entries = [read_entries(t) for t in self.tries]
+            self.raw = [t.lookup_batch(chunk=65536) for t in self.tries]
         except OSError as e:
             self.error = e
 
     def result(self):
+        """Entries of each trie."""
         self.join()
         if self.error:
             raise self.error
-        return self.entries
+        return [Entries(keys, values, t.key_size, t.value_size)
+                for t, (keys, values) in zip(self.tries, self.raw)]
 
 
 def protected_hits(desired, protected):
