@@ -1,0 +1,465 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: xdp_attach
+short_description: Attach the vos.fastpath XDP program to an interface
+version_added: 0.1.0
+description:
+  - Loads the vos.fastpath XDP program from a built object and attaches it
+    to an interface, in native or generic mode, or detaches it.
+  - The program's maps are pinned by name under O(pin_dir) and shared by
+    every interface of the host. A compatible map already pinned there is
+    reused, so block and allow lists, settings and counters survive a new
+    version of the program; a pinned map with another layout makes the
+    task fail, naming the map, before anything changes.
+  - The same program already attached in the requested mode is left alone
+    (no reload). Another version of it is replaced atomically, without a
+    moment where the interface has no program. Changing the mode needs a
+    detach first; the result says so in RV(detached_for_mode_change).
+  - An XDP program that is not vos.fastpath's makes the task fail, naming
+    it, unless O(force) is set.
+  - Writes the SIP ports and the settings of the program into its maps,
+    before the program is attached on a first install.
+author:
+  - vos-fastpath contributors (@vos-fastpath)
+options:
+  interface:
+    description:
+      - Network interface to attach the program to, or detach it from.
+    type: str
+    required: true
+  object:
+    description:
+      - Path, on the managed host, of the built object
+        (C(build/sip_logic.bpf.o)).
+      - Required with O(state=present).
+    type: path
+  program:
+    description:
+      - Name of the program (its function) in O(object).
+    type: str
+    default: sip_xdp_prog
+  mode:
+    description:
+      - V(native) attaches in the driver, V(generic) in the kernel's
+        generic XDP path (any interface, slower).
+      - V(auto) tries native and falls back to generic only when the
+        driver refuses native; RV(mode) and RV(mode_reason) say which mode
+        is in use and why. With a program already attached, V(auto) keeps
+        its mode so that a replacement stays atomic.
+    type: str
+    choices: [auto, native, generic]
+    default: auto
+  pin_dir:
+    description:
+      - Directory on bpffs where the maps and the program are pinned.
+        Created when missing; its parent must exist on bpffs.
+    type: path
+    default: /sys/fs/bpf/vos_fastpath
+  state:
+    description:
+      - V(present) attaches the program, V(absent) detaches it and removes
+        its program pin.
+    type: str
+    choices: [present, absent]
+    default: present
+  sip_ports:
+    description:
+      - UDP and TCP ports that the program treats as SIP. The C(sip_ports)
+        map holds exactly these ports afterwards.
+    type: list
+    elements: int
+    default: [5060]
+  settings:
+    description:
+      - The program's settings, written to the C(settings) map. Omitted
+        keys take their defaults; flags this module does not know are
+        kept.
+    type: dict
+    default: {}
+    suboptions:
+      block_all_ports:
+        description:
+          - Apply the blocklist to every IP packet, not only to SIP ports.
+        type: bool
+        default: false
+      stealth:
+        description:
+          - Drop OPTIONS requests from untrusted sources (scanners).
+        type: bool
+        default: true
+      malformed:
+        description:
+          - What to do with a packet on a SIP UDP port that is not SIP.
+            It is counted as C(MALFORMED) either way.
+        type: str
+        choices: [drop, pass]
+        default: drop
+      shadow:
+        description:
+          - Count-only mode. Every verdict is counted, but nothing is
+            dropped.
+        type: bool
+        default: false
+  force:
+    description:
+      - Replace (or with O(state=absent), detach) an XDP program that is
+        not vos.fastpath's.
+    type: bool
+    default: false
+  keep_maps:
+    description:
+      - With O(state=absent), keep the pinned maps (lists and counters).
+      - V(false) removes the map pins too, but only when no interface still
+        runs a program that uses them.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check mode and report what would change.
+    support: full
+    details:
+      - Nothing is loaded in check mode. When the object was never loaded
+        on this kernel while the program is attached, its tag cannot be
+        compared and the task reports a change.
+  diff_mode:
+    description: Returns details on what changed.
+    support: full
+    details: Shows the program tag, the mode, the SIP ports and the
+      settings before and after.
+  platform:
+    description: Linux hosts with an XDP-capable kernel.
+    support: full
+    platforms: linux
+notes:
+  - Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN), bpffs
+    mounted, and the C(ip) (iproute2) and C(bpftool) commands.
+  - Pins under O(pin_dir) are one per map, by the map's name, and one per
+    interface for its program, C(prog_<interface>); a dot in the interface
+    name becomes a colon there, since bpffs refuses dots in names.
+  - The program tag of each object loaded is remembered, per object
+    checksum, kernel and bpftool, in C(/run/vos-fastpath/object-tags.json),
+    so that a run where nothing changed loads nothing. Without it the object
+    is loaded once more and its tag compared with the attached one.
+seealso:
+  - module: vos.fastpath.bpf_facts
+  - module: vos.fastpath.xdp_stats
+"""
+
+EXAMPLES = r"""
+- name: Attach the SIP shield to eth0, native mode if the driver has it
+  vos.fastpath.xdp_attach:
+    interface: eth0
+    object: /usr/local/lib/vos-fastpath/sip_logic.bpf.o
+    sip_ports: [5060, 5080]
+
+- name: Count only, do not drop, on a second interface in generic mode
+  vos.fastpath.xdp_attach:
+    interface: eth1
+    object: /usr/local/lib/vos-fastpath/sip_logic.bpf.o
+    mode: generic
+    settings:
+      shadow: true
+      malformed: pass
+
+- name: Replace whatever XDP program runs on eth0
+  vos.fastpath.xdp_attach:
+    interface: eth0
+    object: /usr/local/lib/vos-fastpath/sip_logic.bpf.o
+    force: true
+
+- name: Detach, and remove the maps once no interface uses them
+  vos.fastpath.xdp_attach:
+    interface: eth0
+    state: absent
+    keep_maps: false
+"""
+
+RETURN = r"""
+interface:
+  description: The interface.
+  returned: always
+  type: str
+  sample: eth0
+action:
+  description:
+    - What was (or in check mode would be) done to the program.
+    - V(none), V(install), V(replace), V(mode_change) with
+      O(state=present); V(none) or V(detach) with O(state=absent).
+  returned: always
+  type: str
+  sample: replace
+mode:
+  description: The attach mode in use, V(native) or V(generic)
+    (null when detached).
+  returned: always
+  type: str
+  sample: native
+mode_reason:
+  description: Why this mode, with the kernel's refusal when V(auto) fell
+    back to generic.
+  returned: when state is present
+  type: str
+  sample: "auto: the driver refused native XDP (Error: veth: Peer MTU is
+    too large to set XDP.), so generic XDP is in use"
+detached_for_mode_change:
+  description: True when the old program had to be detached to change the
+    mode (the only case where the interface is briefly without a program).
+  returned: when state is present
+  type: bool
+  sample: false
+prog_id:
+  description: Kernel id of the attached program.
+  returned: when state is present
+  type: int
+  sample: 1525
+tag:
+  description: Tag (hash of the instructions) of the attached program.
+  returned: when state is present
+  type: str
+  sample: 6fc847535b5ab687
+replaced:
+  description: The program that was attached before (id, name, tag, mode),
+    when it was replaced.
+  returned: when state is present
+  type: dict
+  sample: {id: 1507, name: sip_xdp_prog, tag: 0729d17d290e5598,
+           mode: native}
+detached:
+  description: The program that was detached (id, name, tag, mode).
+  returned: when state is absent
+  type: dict
+  sample: {id: 1525, name: sip_xdp_prog, tag: 6fc847535b5ab687,
+           mode: native}
+pin_dir:
+  description: Where the maps and the program are pinned.
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/vos_fastpath
+prog_pin:
+  description: The pin of this interface's program.
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/vos_fastpath/prog_eth0
+maps:
+  description: Each map of the program and its pin.
+  returned: when state is present
+  type: dict
+  sample: {sip_ports: /sys/fs/bpf/vos_fastpath/sip_ports,
+           block_v4: /sys/fs/bpf/vos_fastpath/block_v4}
+reused_maps:
+  description: Maps that were already pinned and that the loaded program
+    now uses, with their entries and counters.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: [allow_v4, block_v4, settings, sip_ports, stats]
+removed_maps:
+  description: Map pins removed (O(keep_maps=false)).
+  returned: when state is absent
+  type: list
+  elements: str
+  sample: []
+sip_ports:
+  description: The SIP ports in the C(sip_ports) map.
+  returned: when state is present
+  type: list
+  elements: int
+  sample: [5060, 5080]
+settings:
+  description: The settings in the C(settings) map.
+  returned: when state is present
+  type: dict
+  sample: {block_all_ports: false, stealth: true, malformed: drop,
+           shadow: false}
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vos.fastpath.plugins.module_utils import (
+    _abi, _attach)
+
+
+def build_module():
+    return AnsibleModule(
+        argument_spec=dict(
+            interface=dict(type="str", required=True),
+            object=dict(type="path"),
+            program=dict(type="str", default=_abi.PROGRAM_NAME),
+            mode=dict(type="str", default="auto",
+                      choices=["auto", "native", "generic"]),
+            pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
+            state=dict(type="str", default="present",
+                       choices=["present", "absent"]),
+            sip_ports=dict(type="list", elements="int", default=[5060]),
+            settings=dict(
+                type="dict", default={}, apply_defaults=True,
+                options=dict(
+                    block_all_ports=dict(type="bool", default=False),
+                    stealth=dict(type="bool", default=True),
+                    malformed=dict(type="str", default="drop",
+                                   choices=["drop", "pass"]),
+                    shadow=dict(type="bool", default=False),
+                )),
+            force=dict(type="bool", default=False),
+            keep_maps=dict(type="bool", default=True),
+        ),
+        required_if=[("state", "present", ["object"])],
+        supports_check_mode=True,
+    )
+
+
+def fail(module, error, **result):
+    module.fail_json(msg=error.msg, **dict(result, **error.details()))
+
+
+def check_pin_dir(host, pin_dir):
+    if host.bpffs_mount(pin_dir) is None:
+        raise _attach.AttachError(
+            "pin_dir %s is not on bpffs: mount it with 'mount -t bpf bpf "
+            "/sys/fs/bpf' or choose a pin_dir under a bpffs mount." % pin_dir)
+    if not host.exists(os.path.dirname(pin_dir.rstrip("/"))):
+        raise _attach.AttachError(
+            "The parent of pin_dir %s does not exist: create it first."
+            % pin_dir)
+
+
+def state_view(tag, mode, ports, flags):
+    """What diff shows of the program and its maps."""
+    return dict(tag=tag, mode=mode, sip_ports=ports,
+                settings=(_attach.flags_to_settings(flags)
+                          if flags is not None else None))
+
+
+def present(module, host, result):
+    p = module.params
+    ifname, pin_dir, program = p["interface"], p["pin_dir"], p["program"]
+    if not os.path.isfile(p["object"]):
+        raise _attach.AttachError(
+            "The object %s does not exist on this host: build it with "
+            "'make' and copy it here first." % p["object"])
+    ports = _attach.normalize_ports(p["sip_ports"])
+    check_pin_dir(host, pin_dir)
+    cur = _attach.read_current(host, ifname, pin_dir, program)
+
+    cache = _attach.TagCache()
+    key = _attach.cache_key(p["object"], host.tool("bpftool"))
+    cached_tag = cache.lookup(key)
+    object_maps = _attach.object_map_names(p["object"])
+    plan = _attach.plan_present(cur, ifname, p["mode"], program, p["force"],
+                                ports, p["settings"], cached_tag,
+                                object_maps)
+    unchanged = plan.action == _attach.NONE
+    result.update(
+        changed=plan.changed,
+        action=_attach.REPLACE if plan.action == _attach.VERIFY
+        else plan.action,
+        mode="native" if plan.target_mode == "auto" else plan.target_mode,
+        mode_reason=plan.mode_reason,
+        detached_for_mode_change=plan.action == _attach.MODE_CHANGE,
+        prog_id=cur.prog["id"] if unchanged else None,
+        tag=cur.prog["tag"] if unchanged else cached_tag,
+        replaced=None if unchanged or not cur.prog else cur.summary(),
+        maps=dict((name, os.path.join(pin_dir, name))
+                  for name in object_maps),
+        reused_maps=sorted(set(cur.pins) | set(cur.adopt)),
+        sip_ports=ports, settings=_attach.flags_to_settings(plan.flags))
+
+    if plan.changed and not module.check_mode:
+        def record_tag(tag):
+            try:
+                cache.record(key, tag)
+            except (IOError, OSError) as e:
+                module.warn("Could not remember the program tag in %s (%s): "
+                            "the next run loads the object again."
+                            % (cache.path, e))
+
+        out = _attach.apply_present(host, cur, plan, ifname, pin_dir,
+                                    p["object"], program, record_tag)
+        now = host.attached(ifname) or {}
+        result.update(
+            changed=out.action != _attach.NONE or plan.maps_changed,
+            action=out.action, mode_reason=out.mode_reason,
+            detached_for_mode_change=out.detached_for_mode_change,
+            mode=now.get("mode"), prog_id=now.get("id"), tag=now.get("tag"),
+            replaced=None if out.action == _attach.NONE else cur.summary())
+    elif cur.prog and plan.action == _attach.NONE:
+        result["mode"] = cur.prog["mode"]
+    if module._diff:
+        result["diff"] = dict(
+            before=state_view(cur.prog and cur.prog["tag"],
+                              cur.prog and cur.prog["mode"], cur.ports,
+                              cur.flags),
+            after=state_view(result["tag"], result["mode"], ports,
+                             plan.flags),
+            before_header=ifname, after_header=ifname)
+
+
+def absent(module, host, result):
+    p = module.params
+    ifname, pin_dir, program = p["interface"], p["pin_dir"], p["program"]
+    cur = _attach.read_current(host, ifname, pin_dir, program)
+    detaching = cur.prog and (cur.ours or p["force"])
+    users = {}
+    if not p["keep_maps"] and cur.pins:
+        users = host.attached_map_ids(ifname if detaching else None)
+    entries = host.listdir(pin_dir) if cur.pin_dir_exists else []
+    plan = _attach.plan_absent(cur, ifname, pin_dir, program, p["force"],
+                               p["keep_maps"], users, entries)
+    for warning in plan.warnings:
+        module.warn(warning)
+    result.update(
+        changed=plan.changed,
+        action="detach" if plan.detach else "none",
+        mode=cur.prog and cur.prog["mode"] if not plan.detach else None,
+        detached=plan.detach, removed_maps=plan.remove_maps)
+    if module._diff:
+        result["diff"] = dict(
+            before=state_view(cur.prog and cur.prog["tag"],
+                              cur.prog and cur.prog["mode"], cur.ports,
+                              cur.flags),
+            after=state_view(None if plan.detach else
+                             cur.prog and cur.prog["tag"],
+                             result["mode"],
+                             None if plan.remove_maps else cur.ports,
+                             None if plan.remove_maps else cur.flags),
+            before_header=ifname, after_header=ifname)
+    if plan.changed and not module.check_mode:
+        _attach.apply_absent(host, plan, ifname, pin_dir)
+
+
+def main():
+    module = build_module()
+    p = module.params
+    result = dict(changed=False, interface=p["interface"],
+                  pin_dir=p["pin_dir"],
+                  prog_pin=os.path.join(p["pin_dir"],
+                                        _attach.prog_pin_name(p["interface"])))
+    host = _attach.Host(module)
+    try:
+        if p["state"] == "present":
+            present(module, host, result)
+        else:
+            absent(module, host, result)
+    except _attach.AttachError as e:
+        fail(module, e, **result)
+    except OSError as e:
+        module.fail_json(msg="A bpf() call or bpffs path failed (%s): run as "
+                         "root and check that bpffs is mounted." % e,
+                         **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

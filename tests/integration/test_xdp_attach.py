@@ -1,0 +1,627 @@
+"""vos.fastpath.xdp_attach through Ansible on a real veth: attach, reattach,
+upgrade under a flood, refusals that leave everything as it was, detach."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.module_utils import _abi, _bpf, _counters, _facts
+from tests.dataplane import frames
+from tests.integration.ansible_run import run_module
+from tests.integration.conftest import REPO, ip
+
+MODULE = "vos.fastpath.xdp_attach"
+BLOCKED_SRC = ipaddress.ip_address("192.0.2.66")
+SERVER = ipaddress.ip_address("192.0.2.1")
+INVITE = (b"INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
+          b"Via: SIP/2.0/UDP 192.0.2.66:5060;branch=z9hG4bK1\r\n"
+          b"Content-Length: 0\r\n\r\n")
+CFLAGS = ["-target", "bpf", "-O2", "-mcpu=v3", "-g",
+          "-D__TARGET_ARCH_x86", "-I", str(REPO / "build"),
+          "-I", str(REPO / "bpf"), "-I", "/usr/include",
+          "-Wall", "-Wno-unused", "-Wno-pointer-sign"]
+FOREIGN_C = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+char LICENSE[] SEC("license") = "GPL";
+SEC("xdp")
+int other(struct xdp_md *c)
+{
+	return XDP_PASS;
+}
+"""
+# Reads byte 100 of the packet without a bounds check: the verifier says no.
+REJECTED_C = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+char LICENSE[] SEC("license") = "GPL";
+SEC("xdp")
+int sip_xdp_prog(struct xdp_md *ctx)
+{
+	unsigned char *data = (void *)(long)ctx->data;
+
+	return data[100] ? XDP_PASS : XDP_DROP;
+}
+"""
+# One more early exit on an rx queue that never exists: other instructions
+# (so another tag), the same decisions and maps.
+UPGRADE_ANCHOR = "\tethertype = fp_parse_eth(&cursor, data_end);\n"
+UPGRADE_PATCH = ("\tif (ctx->rx_queue_index == 0xfffffff0)\n"
+                 "\t\treturn XDP_PASS;\n")
+
+
+# Objects.
+
+
+def clang(source: str, out: Path) -> Path:
+    src = out.with_suffix(".c")
+    src.write_text(source)
+    subprocess.run(["clang", *CFLAGS, "-c", str(src), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def objects(built_object: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The built program, a changed build of it, a foreign program, one
+    the verifier rejects, and a copy of the built one with another sha256
+    (the same instructions, a tag the module has never seen)."""
+    work = tmp_path_factory.mktemp("objects")
+    source = (REPO / "bpf" / "sip_logic.bpf.c").read_text()
+    assert UPGRADE_ANCHOR in source
+    copy = work / "same.bpf.o"
+    copy.write_bytes(built_object.read_bytes() + b"\0" * 8)
+    return {
+        "built": built_object,
+        "upgrade": clang(source.replace(UPGRADE_ANCHOR,
+                                        UPGRADE_PATCH + UPGRADE_ANCHOR),
+                         work / "upgrade.bpf.o"),
+        "foreign": clang(FOREIGN_C, work / "foreign.bpf.o"),
+        "rejected": clang(REJECTED_C, work / "rejected.bpf.o"),
+        "same": copy,
+    }
+
+
+# Kernel state as the tests see it.
+
+
+def xdp(ifname: str) -> dict[str, Any] | None:
+    out = ip("-json", "link", "show", "dev", ifname).stdout
+    return _facts.attached_program(json.loads(out)[0])
+
+
+def pins(pin_dir: Path) -> list[str]:
+    return sorted(os.listdir(pin_dir)) if pin_dir.exists() else []
+
+
+def pinned_map_ids(pin_dir: Path) -> dict[str, int]:
+    ids = {}
+    for name in _abi.MAPS:
+        with _bpf.Map.open_pinned(str(pin_dir / name)) as m:
+            ids[name] = m.id
+    return ids
+
+
+def sip_ports(pin_dir: Path) -> list[int]:
+    with _bpf.Map.open_pinned(str(pin_dir / "sip_ports")) as m:
+        keys, values = m.lookup_batch()
+    return [_abi.U32.unpack_from(keys, 4 * i)[0]
+            for i in range(len(values)) if values[i]]
+
+
+def settings_flags(pin_dir: Path) -> int:
+    with _bpf.Map.open_pinned(str(pin_dir / "settings")) as m:
+        return _abi.SETTINGS.unpack(m.lookup(_abi.U32.pack(0)))[0]
+
+
+def lpm_v4(address: ipaddress.IPv4Address) -> bytes:
+    return _abi.LPM_V4_KEY.pack(32, address.packed)
+
+
+def block(pin_dir: Path, address: ipaddress.IPv4Address) -> None:
+    with _bpf.Map.open_pinned(str(pin_dir / "block_v4")) as m:
+        m.update(lpm_v4(address), _abi.ENTRY.pack(0, 7, 0))
+
+
+def blocked(pin_dir: Path, address: ipaddress.IPv4Address) -> bool:
+    with _bpf.Map.open_pinned(str(pin_dir / "block_v4")) as m:
+        return m.lookup(lpm_v4(address)) is not None
+
+
+def counter(pin_dir: Path, reason: str) -> int:
+    return _counters.read_counters(str(pin_dir))["stats"][reason]["packets"]
+
+
+def send_invites(peer: str, src: ipaddress.IPv4Address, count: int) -> None:
+    frame = frames.build_frame(frames.FrameSpec(
+        src=src, dst=SERVER, sport=5060, dport=5060, payload=INVITE))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((peer, 0))
+        for _ in range(count):
+            s.send(frame)
+
+
+def attach(veth: str, pin_dir: Path, obj: Path, tmp_path: Path,
+           **extra: Any) -> dict[str, Any]:
+    check = extra.pop("check", False)
+    diff = extra.pop("diff", False)
+    args = {"interface": veth, "object": str(obj), "pin_dir": str(pin_dir),
+            **extra}
+    return run_module(MODULE, args, tmp_path, check=check, diff=diff)
+
+
+def detach(veth: str, pin_dir: Path, tmp_path: Path,
+           **extra: Any) -> dict[str, Any]:
+    args = {"interface": veth, "state": "absent", "pin_dir": str(pin_dir),
+            **extra}
+    return run_module(MODULE, args, tmp_path)
+
+
+@pytest.fixture
+def second_veth(root_required: None) -> Iterator[str]:
+    name = "fpiv%d" % (os.getpid() % 100000)
+    subprocess.run(["ip", "link", "del", name], capture_output=True,
+                   check=False)
+    ip("link", "add", name, "type", "veth", "peer", "name", name + "p")
+    try:
+        ip("link", "set", name, "up")
+        ip("link", "set", name + "p", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True,
+                       check=False)
+
+
+# First install, idempotence, check mode, diff, modes.
+
+
+def test_first_run_attaches_natively_with_maps_pinned_then_is_unchanged(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert first["changed"] is True, first.get("msg")
+    assert first["action"] == "install"
+    assert first["mode"] == "native"
+    assert "accepted native" in first["mode_reason"]
+    assert first["reused_maps"] == []
+    assert pins(pin_dir) == sorted([*_abi.MAPS, "prog_" + veth])
+    now = xdp(veth)
+    assert now == {"id": first["prog_id"], "name": "sip_xdp_prog",
+                   "tag": first["tag"], "mode": "native"}
+    assert set(_facts.program_map_ids(now["id"])) == \
+        set(pinned_map_ids(pin_dir).values())
+    assert sip_ports(pin_dir) == [5060]
+    assert settings_flags(pin_dir) == 0
+
+    again = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert again["changed"] is False
+    assert again["action"] == "none"
+    assert again["prog_id"] == first["prog_id"]
+    assert xdp(veth) == now
+
+
+def test_object_never_seen_is_loaded_once_and_found_unchanged(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    # Another file, the same instructions: no remembered tag, so the module
+    # loads it, compares the tags and keeps the attached program.
+    other = attach(veth, pin_dir, objects["same"], tmp_path)
+    assert other["changed"] is False, other
+    assert xdp(veth)["id"] == first["prog_id"]
+    assert pins(pin_dir) == sorted([*_abi.MAPS, "prog_" + veth])
+
+
+def test_pins_removed_by_hand_are_restored_without_a_reload(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    ids = pinned_map_ids(pin_dir)
+    block(pin_dir, BLOCKED_SRC)
+    (pin_dir / "block_v4").unlink()
+    (pin_dir / ("prog_" + veth)).unlink()
+
+    healed = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert healed["changed"] is True, healed.get("msg")
+    assert healed["action"] == "none"
+    assert healed["prog_id"] == first["prog_id"]
+    assert pinned_map_ids(pin_dir) == ids
+    assert blocked(pin_dir, BLOCKED_SRC)
+    assert pins(pin_dir) == sorted([*_abi.MAPS, "prog_" + veth])
+    assert attach(veth, pin_dir, objects["built"], tmp_path)["changed"] \
+        is False
+
+
+def test_check_mode_on_a_fresh_interface_changes_nothing(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    result = attach(veth, pin_dir, objects["built"], tmp_path, check=True,
+                    diff=True)
+    assert result["changed"] is True
+    assert result["action"] == "install"
+    assert result["diff"]["before"]["tag"] is None
+    assert result["diff"]["after"]["sip_ports"] == [5060]
+    assert pins(pin_dir) == []
+    assert xdp(veth) is None
+
+
+def test_diff_shows_tag_mode_ports_and_settings_before_and_after(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    new = {"sip_ports": [5080, 5060, 5080],
+           "settings": {"shadow": True, "malformed": "pass",
+                        "stealth": False}}
+    checked = attach(veth, pin_dir, objects["built"], tmp_path, check=True,
+                     diff=True, **new)
+    assert checked["changed"] is True
+    assert sip_ports(pin_dir) == [5060]
+
+    result = attach(veth, pin_dir, objects["built"], tmp_path, diff=True,
+                    **new)
+    assert result["changed"] is True
+    assert result["action"] == "none"
+    assert result["diff"] == checked["diff"]
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    assert before == {"tag": first["tag"], "mode": "native",
+                      "sip_ports": [5060],
+                      "settings": {"block_all_ports": False, "stealth": True,
+                                   "malformed": "drop", "shadow": False}}
+    assert after == {"tag": first["tag"], "mode": "native",
+                     "sip_ports": [5060, 5080],
+                     "settings": {"block_all_ports": False, "stealth": False,
+                                  "malformed": "pass", "shadow": True}}
+    assert sip_ports(pin_dir) == [5060, 5080]
+    assert settings_flags(pin_dir) == (_abi.FP_SHADOW | _abi.FP_STEALTH_OFF
+                                       | _abi.FP_MALFORMED_PASS)
+    assert xdp(veth)["id"] == first["prog_id"]
+    assert attach(veth, pin_dir, objects["built"], tmp_path,
+                  **new)["changed"] is False
+
+
+def test_generic_mode_on_request_and_mode_change_says_it_detached(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    generic = attach(veth, pin_dir, objects["built"], tmp_path,
+                     mode="generic")
+    assert generic["changed"] is True
+    assert generic["mode"] == "generic"
+    assert generic["detached_for_mode_change"] is False
+    assert xdp(veth)["mode"] == "generic"
+    # auto keeps the mode in use: no detach for nothing.
+    assert attach(veth, pin_dir, objects["built"], tmp_path)["changed"] \
+        is False
+
+    native = attach(veth, pin_dir, objects["built"], tmp_path,
+                    mode="native")
+    assert native["changed"] is True
+    assert native["action"] == "mode_change"
+    assert native["detached_for_mode_change"] is True
+    assert "generic program was detached" in native["mode_reason"]
+    assert native["replaced"]["mode"] == "generic"
+    now = xdp(veth)
+    assert now["mode"] == "native"
+    # The same program, already loaded, moved: not loaded again.
+    assert now["id"] == generic["prog_id"]
+
+
+@pytest.fixture
+def jumbo(veth: str) -> Iterator[str]:
+    """MTU 9000 on both ends: veth refuses native XDP for a program without
+    multi-buffer support ("Peer MTU is too large to set XDP")."""
+    for end in (veth, veth + "p"):
+        ip("link", "set", "dev", end, "mtu", "9000")
+    yield veth
+
+
+def test_auto_falls_back_to_generic_when_the_driver_refuses_native(
+        jumbo: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    result = attach(jumbo, pin_dir, objects["built"], tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert result["mode"] == "generic"
+    assert "refused native" in result["mode_reason"]
+    assert "Peer MTU is too large" in result["mode_reason"]
+    assert xdp(jumbo)["mode"] == "generic"
+    assert attach(jumbo, pin_dir, objects["built"], tmp_path)["changed"] \
+        is False
+
+
+def test_native_refused_fails_and_leaves_nothing(
+        jumbo: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    result = attach(jumbo, pin_dir, objects["built"], tmp_path,
+                    mode="native")
+    assert result["failed"] is True
+    assert "Peer MTU is too large" in result["msg"]
+    assert "mode: auto" in result["msg"]
+    assert xdp(jumbo) is None
+    assert pins(pin_dir) == []
+
+
+# Refusals that change nothing.
+
+
+def test_foreign_program_is_refused_by_name_then_replaced_with_force(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    # Loaded by bpftool (ip's own loader would leave pins of its own),
+    # attached, then unpinned: only the attachment keeps it.
+    pin = pin_dir / "other"
+    subprocess.run(["bpftool", "prog", "load", str(objects["foreign"]),
+                    str(pin), "type", "xdp"], check=True)
+    ip("link", "set", "dev", veth, "xdpdrv", "pinned", str(pin))
+    pin.unlink()
+    foreign = xdp(veth)
+    assert foreign["name"] == "other"
+
+    refused = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert refused["failed"] is True
+    assert "other (id %d" % foreign["id"] in refused["msg"]
+    assert "force: true" in refused["msg"]
+    assert xdp(veth) == foreign
+    assert pins(pin_dir) == []
+
+    forced = attach(veth, pin_dir, objects["built"], tmp_path, force=True)
+    assert forced["changed"] is True, forced.get("msg")
+    assert forced["action"] == "replace"
+    assert forced["detached_for_mode_change"] is False
+    assert forced["replaced"]["name"] == "other"
+    now = xdp(veth)
+    assert now["name"] == "sip_xdp_prog"
+    assert now["mode"] == "native"
+
+
+def test_verifier_rejection_fails_with_the_log_and_keeps_the_program(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    attach(veth, pin_dir, objects["built"], tmp_path)
+    before, pinned, ids = xdp(veth), pins(pin_dir), pinned_map_ids(pin_dir)
+
+    result = attach(veth, pin_dir, objects["rejected"], tmp_path)
+    assert result["failed"] is True
+    assert "verifier rejected" in result["msg"]
+    assert "invalid access to packet" in result["msg"]
+    assert "outside of the packet" in result["stderr"]
+    assert len(result["stderr"].splitlines()) <= 30
+    assert xdp(veth) == before
+    assert pins(pin_dir) == pinned
+    assert pinned_map_ids(pin_dir) == ids
+
+
+def test_pinned_map_with_another_layout_is_refused_by_name(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    subprocess.run(["bpftool", "map", "create", str(pin_dir / "sip_ports"),
+                    "type", "array", "key", "4", "value", "4", "entries",
+                    "65536", "name", "sip_ports"], check=True)
+    result = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert result["failed"] is True
+    assert "sip_ports" in result["msg"]
+    assert "value_size 4 (the program needs 1)" in result["msg"]
+    assert xdp(veth) is None
+    assert pins(pin_dir) == ["sip_ports"]
+
+
+# Upgrades.
+
+
+def test_upgrade_replaces_the_program_and_keeps_lists_and_counters(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    block(pin_dir, BLOCKED_SRC)
+    send_invites(veth + "p", BLOCKED_SRC, 5)
+    assert counter(pin_dir, "BLOCKED") == 5
+    ids = pinned_map_ids(pin_dir)
+
+    upgraded = attach(veth, pin_dir, objects["upgrade"], tmp_path)
+    assert upgraded["changed"] is True, upgraded.get("msg")
+    assert upgraded["action"] == "replace"
+    assert upgraded["detached_for_mode_change"] is False
+    assert upgraded["tag"] != first["tag"]
+    assert sorted(upgraded["reused_maps"]) == sorted(_abi.MAPS)
+    now = xdp(veth)
+    assert now["tag"] == upgraded["tag"] and now["id"] != first["prog_id"]
+    assert pinned_map_ids(pin_dir) == ids
+    assert set(_facts.program_map_ids(now["id"])) == set(ids.values())
+    assert blocked(pin_dir, BLOCKED_SRC)
+    assert counter(pin_dir, "BLOCKED") == 5
+    send_invites(veth + "p", BLOCKED_SRC, 3)
+    assert counter(pin_dir, "BLOCKED") == 8
+    assert attach(veth, pin_dir, objects["upgrade"], tmp_path)["changed"] \
+        is False
+
+
+FLOOD = textwrap.dedent("""
+    import json, os, socket, sys, time
+    dst, count, seconds, stop = sys.argv[1], int(sys.argv[2]), \\
+        float(sys.argv[3]), sys.argv[4]
+    payload = bytes.fromhex(sys.argv[5])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # IP_RECVERR (11): a frame the veth drops fails the send, uncounted.
+    s.setsockopt(socket.SOL_IP, 11, 1)
+    sent = refused = 0
+    end = time.monotonic() + seconds
+    reason = "count"
+    while sent < count:
+        if time.monotonic() > end:
+            reason = "time"
+            break
+        if os.path.exists(stop):
+            reason = "stop"
+            break
+        for _ in range(min(10, count - sent)):
+            try:
+                s.sendto(payload, (dst, 5060))
+                sent += 1
+            except OSError:
+                refused += 1
+        time.sleep(0.005)
+    print(json.dumps({"sent": sent, "refused": refused, "reason": reason}))
+""")
+
+
+@pytest.fixture
+def netns_peer(veth: str) -> Iterator[tuple[str, str, str]]:
+    """The peer end in its own network namespace: (namespace, address of
+    the veth end in this namespace, address of the peer)."""
+    ns = "fpns%d" % (os.getpid() % 100000)
+    base = 4 * (os.getpid() % 64)
+    local, remote = "198.51.100.%d" % (base + 1), "198.51.100.%d" % (base + 2)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True,
+                   check=False)
+    ip("netns", "add", ns)
+    try:
+        ip("link", "set", veth + "p", "netns", ns)
+        for end, where in ((veth, []), (veth + "p", ["-n", ns])):
+            subprocess.run(["ip", *where, "link", "set", end, "up"],
+                           check=True)
+        ip("addr", "add", local + "/30", "dev", veth)
+        ip("-n", ns, "addr", "add", remote + "/30", "dev", veth + "p")
+        yield ns, local, remote
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True,
+                       check=False)
+
+
+def prog_run_count(prog_id: int) -> int:
+    out = subprocess.run(["bpftool", "-j", "prog", "show", "id",
+                          str(prog_id)], check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out).get("run_cnt", 0)
+
+
+@pytest.fixture
+def bpf_stats() -> Iterator[None]:
+    """Per-program run counts (kernel.bpf_stats_enabled), restored after."""
+    path = Path("/proc/sys/kernel/bpf_stats_enabled")
+    old = path.read_text().strip()
+    path.write_text("1")
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+def received(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return count
+        count += data == INVITE
+
+
+def test_upgrade_under_a_blocklisted_flood_lets_no_packet_through(
+        veth: str, netns_peer: tuple[str, str, str], pin_dir: Path,
+        objects: dict[str, Path], tmp_path: Path, bpf_stats: None) -> None:
+    ns, local, remote = netns_peer
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert first["changed"] is True, first.get("msg")
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind((local, 5060))
+    sink.setblocking(False)
+    stop = tmp_path / "stop"
+    try:
+        # The path works: unlisted, the INVITEs reach the socket.
+        flood = [
+            "ip", "netns", "exec", ns, sys.executable, "-c", FLOOD, local]
+        subprocess.run([*flood, "3", "5", str(stop), INVITE.hex()],
+                       check=True, capture_output=True)
+        deadline = time.monotonic() + 3
+        got = 0
+        while got < 3 and time.monotonic() < deadline:
+            got += received(sink)
+            time.sleep(0.05)
+        assert got == 3
+
+        block(pin_dir, ipaddress.ip_address(remote))
+        blocked_before = counter(pin_dir, "BLOCKED")
+        old_fd = _bpf.prog_fd_by_id(first["prog_id"])  # keep it countable
+        try:
+            sender = subprocess.Popen(
+                [*flood, "20000", "20", str(stop), INVITE.hex()],
+                stdout=subprocess.PIPE)
+            time.sleep(0.5)
+            upgraded = attach(veth, pin_dir, objects["upgrade"], tmp_path)
+            time.sleep(0.5)
+            stop.touch()
+            out, _err = sender.communicate(timeout=30)
+            old_runs = prog_run_count(first["prog_id"])
+        finally:
+            os.close(old_fd)
+        report = json.loads(out)
+        time.sleep(0.2)
+        flooded = received(sink)
+    finally:
+        sink.close()
+
+    assert upgraded["changed"] is True, upgraded.get("msg")
+    assert upgraded["action"] == "replace"
+    assert report["reason"] == "stop", "the flood ended before the upgrade"
+    assert report["sent"] > 1000
+    assert flooded == 0
+    assert counter(pin_dir, "BLOCKED") - blocked_before == report["sent"]
+    # Both programs saw part of the flood: the swap happened inside it.
+    new_runs = prog_run_count(upgraded["prog_id"])
+    assert old_runs > 0 and new_runs > 0
+    assert old_runs + new_runs >= report["sent"]
+    assert xdp(veth)["tag"] == upgraded["tag"] != first["tag"]
+    assert blocked(pin_dir, ipaddress.ip_address(remote))
+    assert counter(pin_dir, "PASSED") >= 3
+
+
+# Detach.
+
+
+def test_absent_detaches_removes_the_program_pin_and_keeps_the_maps(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    first = attach(veth, pin_dir, objects["built"], tmp_path,
+                   mode="generic")
+    block(pin_dir, BLOCKED_SRC)
+    result = detach(veth, pin_dir, tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert result["detached"]["id"] == first["prog_id"]
+    assert result["detached"]["mode"] == "generic"
+    assert xdp(veth) is None
+    assert pins(pin_dir) == sorted(_abi.MAPS)
+    assert blocked(pin_dir, BLOCKED_SRC)
+    assert detach(veth, pin_dir, tmp_path)["changed"] is False
+
+
+def test_absent_removes_the_maps_only_when_no_interface_uses_them(
+        veth: str, second_veth: str, pin_dir: Path,
+        objects: dict[str, Path], tmp_path: Path) -> None:
+    attach(veth, pin_dir, objects["built"], tmp_path)
+    shared = attach(second_veth, pin_dir, objects["built"], tmp_path)
+    assert sorted(shared["reused_maps"]) == sorted(_abi.MAPS)
+    assert set(_facts.program_map_ids(xdp(veth)["id"])) == \
+        set(_facts.program_map_ids(xdp(second_veth)["id"]))
+
+    kept = detach(veth, pin_dir, tmp_path, keep_maps=False)
+    assert kept["changed"] is True
+    assert kept["removed_maps"] == []
+    assert second_veth in " ".join(kept.get("warnings", []))
+    assert pins(pin_dir) == sorted([*_abi.MAPS, "prog_" + second_veth])
+
+    gone = detach(second_veth, pin_dir, tmp_path, keep_maps=False)
+    assert gone["changed"] is True
+    assert sorted(gone["removed_maps"]) == sorted(_abi.MAPS)
+    assert not pin_dir.exists()
+    assert xdp(veth) is None and xdp(second_veth) is None

@@ -1,0 +1,607 @@
+"""xdp_attach without the kernel: the plan, settings, messages, and the
+module's calls through a fake kernel boundary (bpf(), bpffs, ip, bpftool)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.vos.fastpath.plugins.module_utils import (
+    _abi,
+    _attach,
+)
+from ansible_collections.vos.fastpath.plugins.modules import xdp_attach
+
+PIN_DIR = "/sys/fs/bpf/fp_unit"
+MAPS = sorted(_abi.MAPS)
+DEFAULTS = dict(_attach.SETTINGS_DEFAULTS)
+OLD_TAG, NEW_TAG = "0729d17d290e5598", "6fc847535b5ab687"
+VERIFIER_STDERR = "\n".join(
+    ["libbpf: prog 'sip_xdp_prog': BPF program load failed: Permission "
+     "denied", "libbpf: prog 'sip_xdp_prog': -- BEGIN PROG LOAD LOG --"]
+    + ["%d: (61) r1 = *(u32 *)(r1 +0)" % i for i in range(100)]
+    + ["invalid access to packet, off=100 size=1, R1(id=0,off=100,r=0)",
+       "R1 offset is outside of the packet",
+       "-- END PROG LOAD LOG --",
+       "libbpf: failed to load object 'bad.o'",
+       "Error: failed to load object file"])
+
+
+def spec_layout(name: str, map_id: int) -> dict[str, Any]:
+    return dict(_attach.layout(_abi.MAPS[name]), id=map_id, name=name)
+
+
+def ours(mode: str = "native", tag: str = OLD_TAG,
+         prog_id: int = 40) -> dict[str, Any]:
+    return {"id": prog_id, "name": "sip_xdp_prog", "tag": tag, "mode": mode}
+
+
+def current(prog: dict[str, Any] | None = None, pinned: bool = True,
+            ports: list[int] | None = None,
+            flags: int | None = 0) -> _attach.Current:
+    cur = _attach.Current()
+    cur.prog = prog
+    cur.ours = bool(prog) and prog["name"] == "sip_xdp_prog"
+    cur.pin_dir_exists = True
+    if pinned:
+        cur.pins = {name: spec_layout(name, 100 + i)
+                    for i, name in enumerate(MAPS)}
+        cur.ports = [5060] if ports is None else ports
+        cur.flags = flags
+    if cur.ours:
+        cur.prog_maps = dict(cur.pins)
+        cur.uses_pins = pinned
+        cur.prog_pin_id = prog["id"]
+    return cur
+
+
+def plan(cur: _attach.Current, mode: str = "auto", force: bool = False,
+         ports: list[int] | None = None, settings: dict | None = None,
+         cached: str | None = OLD_TAG) -> _attach.Plan:
+    return _attach.plan_present(cur, "eth0", mode, "sip_xdp_prog", force,
+                                ports or [5060], settings or DEFAULTS,
+                                cached, MAPS)
+
+
+# Settings and ports.
+
+
+@pytest.mark.parametrize("settings, flags", [
+    ({}, 0),
+    ({"block_all_ports": True}, _abi.FP_BLOCK_ALL_PORTS),
+    ({"stealth": False}, _abi.FP_STEALTH_OFF),
+    ({"malformed": "pass"}, _abi.FP_MALFORMED_PASS),
+    ({"shadow": True}, _abi.FP_SHADOW),
+    ({"block_all_ports": True, "stealth": False, "malformed": "pass",
+      "shadow": True}, 0xF),
+])
+def test_settings_map_to_flags_and_back(settings: dict, flags: int) -> None:
+    full = dict(DEFAULTS, **settings)
+    assert _attach.settings_to_flags(full) == flags
+    assert _attach.flags_to_settings(flags) == full
+
+
+def test_unknown_flag_bits_are_kept() -> None:
+    assert _attach.settings_to_flags(DEFAULTS, 0x100 | _abi.FP_SHADOW) \
+        == 0x100
+
+
+def test_ports_are_sorted_unique_and_checked() -> None:
+    assert _attach.normalize_ports([5080, 5060, 5080]) == [5060, 5080]
+    with pytest.raises(_attach.AttachError, match="1 to 65535, not 0"):
+        _attach.normalize_ports([5060, 0])
+
+
+def test_program_pin_name_has_no_dot_for_bpffs() -> None:
+    assert _attach.prog_pin_name("eth0.100") == "prog_eth0:100"
+
+
+# The plan.
+
+
+def test_fresh_install_tries_native_first() -> None:
+    p = plan(current(pinned=False))
+    assert p.action == _attach.INSTALL
+    assert p.target_mode == "auto"
+    assert p.ports_add == [5060] and p.changed
+
+
+def test_same_program_same_mode_is_unchanged() -> None:
+    p = plan(current(ours("native")))
+    assert p.action == _attach.NONE
+    assert not p.changed
+
+
+def test_object_without_remembered_tag_is_verified_by_a_load() -> None:
+    p = plan(current(ours()), cached=None)
+    assert p.action == _attach.VERIFY
+    assert p.changed and not p.maps_changed
+
+
+def test_another_version_is_replaced_in_the_mode_in_use() -> None:
+    p = plan(current(ours("generic")), cached=NEW_TAG)
+    assert p.action == _attach.REPLACE
+    assert p.target_mode == "generic"
+    assert "kept generic" in p.mode_reason
+
+
+def test_program_using_other_maps_is_replaced() -> None:
+    cur = current(ours())
+    cur.uses_pins = False
+    assert plan(cur).action == _attach.REPLACE
+
+
+def test_mode_change_moves_the_same_program_without_a_load() -> None:
+    p = plan(current(ours("native")), mode="generic")
+    assert p.action == _attach.MODE_CHANGE
+    assert p.keep_program and not p.needs_load
+    p = plan(current(ours("native")), mode="generic", cached=NEW_TAG)
+    assert p.action == _attach.MODE_CHANGE and p.needs_load
+
+
+def test_foreign_program_is_refused_by_name_and_id() -> None:
+    cur = current({"id": 77, "name": "xdp_filter", "tag": "ab",
+                   "mode": "native"}, pinned=False)
+    with pytest.raises(_attach.AttachError) as err:
+        plan(cur)
+    assert "xdp_filter (id 77" in err.value.msg
+    assert "force: true" in err.value.msg
+
+
+def test_foreign_program_is_replaced_with_force() -> None:
+    cur = current({"id": 77, "name": "xdp_filter", "tag": "ab",
+                   "mode": "native"}, pinned=False)
+    assert plan(cur, force=True).action == _attach.REPLACE
+    assert plan(cur, force=True, mode="generic").action == \
+        _attach.MODE_CHANGE
+
+
+def test_ports_and_settings_are_written_to_exactly_what_is_asked() -> None:
+    p = plan(current(ours(), ports=[5060, 5062]), ports=[5060, 5080],
+             settings=dict(DEFAULTS, shadow=True))
+    assert p.action == _attach.NONE
+    assert (p.ports_add, p.ports_clear) == ([5080], [5062])
+    assert p.write_flags and p.flags == _abi.FP_SHADOW
+    assert p.changed
+
+
+def test_missing_pins_are_taken_from_the_attached_program() -> None:
+    cur = current(ours())
+    del cur.pins["stats"]
+    cur.adopt = {"stats": cur.prog_maps["stats"]["id"]}
+    p = plan(cur)
+    assert p.action == _attach.NONE
+    assert p.adopt == {"stats": cur.prog_maps["stats"]["id"]}
+    assert p.changed
+
+
+def test_absent_detaches_ours_and_keeps_maps() -> None:
+    p = _attach.plan_absent(current(ours("generic")), "eth0", PIN_DIR,
+                            "sip_xdp_prog", False, True, {},
+                            MAPS + ["prog_eth0"])
+    assert p.detach["mode"] == "generic"
+    assert p.remove_prog_pin and p.remove_maps == []
+
+
+def test_absent_leaves_a_foreign_program_without_force() -> None:
+    cur = current({"id": 77, "name": "other", "tag": "ab", "mode": "native"})
+    p = _attach.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                            True, {}, MAPS)
+    assert p.detach is None and not p.changed
+    assert "other (id 77)" in p.warnings[0]
+
+
+def test_absent_removes_maps_only_when_no_interface_uses_them() -> None:
+    cur = current(ours())
+    used = {cur.pins["stats"]["id"]: ["eth1"]}
+    kept = _attach.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                               False, used, MAPS + ["prog_eth0"])
+    assert kept.remove_maps == [] and kept.maps_in_use_by == ["eth1"]
+    assert "eth1" in kept.warnings[0]
+    gone = _attach.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                               False, {}, MAPS + ["prog_eth0"])
+    assert gone.remove_maps == MAPS and gone.remove_pin_dir
+
+
+# Messages.
+
+
+def test_layout_mismatch_names_the_map_and_the_difference() -> None:
+    found = dict(_attach.layout(_abi.MAPS["sip_ports"]), value_size=4)
+    msg = _attach.layout_problem("sip_ports", PIN_DIR + "/sip_ports", found)
+    assert "/sip_ports (sip_ports)" in msg
+    assert "value_size 4 (the program needs 1)" in msg
+    assert _attach.layout_problem("sip_ports", "x", _attach.layout(
+        _abi.MAPS["sip_ports"])) is None
+
+
+def test_verifier_tail_keeps_the_last_lines_of_the_log() -> None:
+    tail = _attach.verifier_tail(VERIFIER_STDERR)
+    lines = tail.splitlines()
+    assert len(lines) == 30
+    assert lines[-1] == "R1 offset is outside of the packet"
+    assert "END PROG LOAD LOG" not in tail
+    assert _attach.verifier_tail("Error: no such file\n") == \
+        "Error: no such file"
+
+
+def test_tag_cache_remembers_and_stays_bounded(tmp_path: Path) -> None:
+    cache = _attach.TagCache(str(tmp_path / "run" / "tags.json"))
+    assert cache.lookup("a") is None
+    for i in range(_attach.TAG_CACHE_SIZE + 5):
+        cache.record("k%d" % i, "t%d" % i)
+    assert cache.lookup("k0") is None
+    assert cache.lookup("k%d" % (_attach.TAG_CACHE_SIZE + 4)) == \
+        "t%d" % (_attach.TAG_CACHE_SIZE + 4)
+
+
+def test_object_map_names_from_the_elf_symbols() -> None:
+    obj = Path(__file__).resolve().parents[2] / "build" / "sip_logic.bpf.o"
+    if not obj.exists():
+        pytest.skip("run make first")
+    assert _attach.object_map_names(str(obj)) == MAPS
+
+
+# Host: the argv of each tool call, with run_command mocked.
+
+
+def host_with(rc: int = 0, out: str = "",
+              err: str = "") -> tuple[_attach.Host, mock.Mock]:
+    module = mock.Mock()
+    module.get_bin_path.side_effect = lambda name, **kw: "/usr/sbin/" + name
+    module.run_command.return_value = (rc, out, err)
+    return _attach.Host(module), module.run_command
+
+
+def test_load_reuses_pinned_maps_and_pins_the_rest_apart() -> None:
+    host, run = host_with(rc=255, err=VERIFIER_STDERR)
+    with pytest.raises(_attach.AttachError):
+        host.load("/o.bpf.o", PIN_DIR + "/tmp_1", "sip_xdp_prog",
+                  {"stats": PIN_DIR + "/stats"})
+    argv = run.call_args.args[0]
+    assert argv[:5] == ["/usr/sbin/bpftool", "prog", "loadall", "/o.bpf.o",
+                        PIN_DIR + "/tmp_1/progs"]
+    assert argv[5:] == ["type", "xdp", "map", "name", "stats", "pinned",
+                        PIN_DIR + "/stats", "pinmaps", PIN_DIR + "/tmp_1/maps"]
+    assert run.call_args.kwargs["environ_update"]["LANG"] == "C"
+
+
+def test_verifier_rejection_message_has_the_log_tail() -> None:
+    host, _run = host_with(rc=255, err=VERIFIER_STDERR)
+    with pytest.raises(_attach.AttachError) as err:
+        host.load("/o.bpf.o", "/t", "sip_xdp_prog", {})
+    assert "verifier rejected sip_xdp_prog" in err.value.msg
+    assert err.value.msg.endswith("R1 offset is outside of the packet")
+    assert "left as it was" in err.value.msg
+    assert err.value.rc == 255
+    assert len(err.value.stderr.splitlines()) == 30
+
+
+def test_map_refused_by_libbpf_is_named() -> None:
+    err = ("libbpf: couldn't reuse pinned map at '%s/stats': parameter "
+           "mismatch\nlibbpf: map 'stats': error reusing pinned map\n"
+           "Error: failed to load object file\n" % PIN_DIR)
+    host, _run = host_with(rc=255, err=err)
+    with pytest.raises(_attach.AttachError) as raised:
+        host.load("/o.bpf.o", "/t", "sip_xdp_prog", {})
+    assert "pinned map %s/stats does not have" % PIN_DIR in raised.value.msg
+
+
+def test_other_load_failures_quote_bpftool() -> None:
+    host, _run = host_with(rc=255, err="libbpf: elf: x\nError: unable to "
+                           "find map 'allow_v4'\n")
+    with pytest.raises(_attach.AttachError) as raised:
+        host.load("/o.bpf.o", "/t", "sip_xdp_prog", {})
+    assert "(Error: unable to find map 'allow_v4')" in raised.value.msg
+
+
+def test_replace_uses_ip_force_and_detach_names_the_mode() -> None:
+    host, run = host_with()
+    host.attach("eth0", "native", "/p", replace=True)
+    assert run.call_args.args[0] == ["/usr/sbin/ip", "-force", "link", "set",
+                                     "dev", "eth0", "xdpdrv", "pinned", "/p"]
+    host.detach("eth0", "generic")
+    assert run.call_args.args[0][-2:] == ["xdpgeneric", "off"]
+
+
+def test_missing_interface_fails_with_its_name() -> None:
+    host, _run = host_with(rc=1, err='Device "eth9" does not exist.\n')
+    with pytest.raises(_attach.AttachError, match="Interface eth9 was not"):
+        host.link("eth9")
+
+
+def test_auto_falls_back_to_generic_only_on_a_refusal() -> None:
+    host, run = host_with()
+    refused = (2, "", "Error: veth: Peer MTU is too large to set XDP.\n")
+    run.side_effect = [refused, (0, "", "")]
+    mode, reason = _attach.attach_new(host, "eth0", "auto", "/p")
+    assert mode == "generic"
+    assert "Peer MTU is too large" in reason
+    run.side_effect = [(2, "", "Error: XDP program already attached.\n")]
+    with pytest.raises(_attach.AttachError):
+        _attach.attach_new(host, "eth0", "auto", "/p")
+
+
+# The module through a fake kernel.
+
+MUTATING = {"make_dir", "remove_dir", "remove_tree", "unlink", "rename",
+            "pin_map_id", "pin_prog_id", "load", "attach", "detach",
+            "write_ports", "write_flags"}
+
+
+class FakeHost:
+    """The kernel as Host shows it, with every call recorded."""
+
+    def __init__(self, tmp_path: Path, cur: _attach.Current,
+                 load_error: _attach.AttachError | None = None,
+                 refuse: tuple[str, ...] = ()) -> None:
+        self.cur = cur
+        self.calls: list[tuple[str, tuple]] = []
+        self.kwargs: list[dict] = []
+        self.dirs = {"/sys/fs/bpf"} | ({PIN_DIR} if cur.pin_dir_exists
+                                       else set())
+        self.load_error = load_error
+        self.refuse = refuse
+        self.bpftool = tmp_path / "bpftool"
+        self.bpftool.write_text("")
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in MUTATING:
+            raise AttributeError(name)
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, args))
+            self.kwargs.append(kwargs)
+            return getattr(self, "do_" + name, lambda *a, **k: None)(
+                *args, **kwargs)
+        return record
+
+    def names(self) -> list[str]:
+        return [name for name, _args in self.calls]
+
+    # Reads.
+    def tool(self, name: str) -> str:
+        return str(self.bpftool)
+
+    def link(self, ifname: str) -> dict:
+        prog = self.cur.prog
+        if not prog:
+            return {"ifname": ifname}
+        modes = {"native": 1, "generic": 2}
+        return {"ifname": ifname, "xdp": {"mode": modes[prog["mode"]],
+                                          "prog": prog}}
+
+    def attached(self, ifname: str) -> dict | None:
+        return self.cur.prog
+
+    def bpffs_mount(self, path: str) -> str:
+        return "/sys/fs/bpf"
+
+    def exists(self, path: str) -> bool:
+        return path in self.dirs
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(self.cur.pins) + ["prog_eth0"]
+
+    def map_layouts(self, pin_dir: str) -> dict:
+        return dict(self.cur.pins)
+
+    def program_maps(self, prog_id: int) -> dict:
+        return dict(self.cur.prog_maps)
+
+    def pinned_prog_id(self, path: str) -> int | None:
+        return self.cur.prog_pin_id
+
+    def read_ports(self, ref: Any) -> list[int]:
+        return list(self.cur.ports or [])
+
+    def read_flags(self, ref: Any) -> int:
+        return self.cur.flags or 0
+
+    def attached_map_ids(self, skip: str | None) -> dict:
+        return {}
+
+    # Changes that the fake must answer.
+    def do_make_dir(self, path: str) -> None:
+        self.dirs.add(path)
+
+    def do_remove_tree(self, path: str) -> None:
+        self.dirs.discard(path)
+
+    def do_load(self, obj: str, tmp: str, program: str,
+                reuse: dict) -> _attach.Loaded:
+        if self.load_error:
+            raise self.load_error
+        return _attach.Loaded(tmp + "/progs/" + program, 41, NEW_TAG,
+                              tmp + "/maps")
+
+    def do_attach(self, ifname: str, mode: str, pin: str,
+                  replace: bool = False) -> None:
+        if mode in self.refuse:
+            raise _attach.AttachError(
+                "refused", cmd=["ip"], rc=2,
+                stderr="Error: veth: Peer MTU is too large to set XDP.")
+        self.cur.prog = ours(mode, NEW_TAG, 41)
+
+
+def run_main(args: dict, host: FakeHost, tmp_path: Path,
+             check: bool = False) -> dict:
+    obj = tmp_path / "sip_logic.bpf.o"
+    obj.write_bytes(b"\x7fELF object")
+    args = dict({"interface": "eth0", "object": str(obj),
+                 "pin_dir": PIN_DIR, "_ansible_check_mode": check}, **args)
+    cache = _attach.TagCache(str(tmp_path / "tags.json"))
+    if "cached" in args:
+        key = _attach.cache_key(str(obj), str(host.bpftool))
+        cache.record(key, args.pop("cached"))
+    with patch_module_args(args), \
+            mock.patch.object(xdp_attach._attach, "Host",
+                              return_value=host), \
+            mock.patch.object(xdp_attach._attach, "TagCache",
+                              return_value=cache), \
+            mock.patch.object(xdp_attach._attach, "object_map_names",
+                              return_value=MAPS), \
+            mock.patch("sys.stdout") as stdout, \
+            pytest.raises(SystemExit):
+        xdp_attach.main()
+    text = "".join(call.args[0] for call in stdout.write.call_args_list)
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("cur, cached", [
+    (current(pinned=False), None),
+    (current(ours("native")), NEW_TAG),
+    (current(ours("native")), None),
+    (current(ours("native"), ports=[5062]), OLD_TAG),
+])
+def test_check_mode_makes_no_call_that_changes_state(
+        cur: _attach.Current, cached: str | None, tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, cur)
+    args = {"_ansible_diff": True}
+    if cached:
+        args["cached"] = cached
+    result = run_main(args, host, tmp_path, check=True)
+    assert result["changed"] is True
+    assert host.calls == []
+    assert result["diff"]["after"]["sip_ports"] == [5060]
+
+
+def test_fresh_install_writes_the_maps_before_attaching(
+        tmp_path: Path) -> None:
+    cur = current(pinned=False)
+    cur.pin_dir_exists = False
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"sip_ports": [5060, 5080],
+                       "settings": {"shadow": True}}, host, tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert result["action"] == "install"
+    assert result["mode"] == "native"
+    assert result["tag"] == NEW_TAG
+    names = host.names()
+    assert names[:3] == ["make_dir", "make_dir", "load"]
+    assert names.count("rename") == len(MAPS) + 1      # maps, then program
+    assert names.index("write_ports") < names.index("attach")
+    assert names.index("write_flags") < names.index("attach")
+    assert ("write_ports", (PIN_DIR + "/sip_ports", [5060, 5080], [])) \
+        in host.calls
+    assert ("write_flags", (PIN_DIR + "/settings", _abi.FP_SHADOW)) \
+        in host.calls
+    renamed = [args[1] for name, args in host.calls if name == "rename"]
+    assert renamed[-1] == PIN_DIR + "/prog_eth0"
+    assert host.calls[-1] == ("remove_tree",
+                              (PIN_DIR + "/tmp_%d" % os.getpid(),))
+
+
+def test_unchanged_program_makes_no_call_at_all(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native")))
+    result = run_main({"cached": OLD_TAG}, host, tmp_path)
+    assert result["changed"] is False
+    assert result["mode"] == "native"
+    assert host.calls == []
+
+
+def test_upgrade_replaces_atomically_with_the_pinned_maps(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native")))
+    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert result["changed"] is True
+    assert result["action"] == "replace"
+    assert result["detached_for_mode_change"] is False
+    assert result["replaced"]["tag"] == OLD_TAG
+    assert sorted(result["reused_maps"]) == MAPS
+    load = dict(host.calls)["load"]
+    assert sorted(load[3]) == MAPS
+    assert "detach" not in host.names()
+    (index,) = [i for i, name in enumerate(host.names()) if name == "attach"]
+    assert host.calls[index][1] == (
+        "eth0", "native",
+        PIN_DIR + "/tmp_%d/progs/sip_xdp_prog" % os.getpid())
+    assert host.kwargs[index] == {"replace": True}
+
+
+def test_mode_change_detaches_first_and_says_so(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native")))
+    result = run_main({"mode": "generic", "cached": OLD_TAG}, host, tmp_path)
+    assert result["detached_for_mode_change"] is True
+    assert "native program was detached" in result["mode_reason"]
+    names = host.names()
+    assert "load" not in names
+    assert names.index("detach") < names.index("attach")
+
+
+def test_verifier_failure_touches_nothing_attached(tmp_path: Path) -> None:
+    host_, _run = host_with(rc=255, err=VERIFIER_STDERR)
+    with pytest.raises(_attach.AttachError) as err:
+        host_.load("/o", "/t", "sip_xdp_prog", {})
+    host = FakeHost(tmp_path, current(ours("native")), load_error=err.value)
+    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert result["failed"] is True
+    assert "outside of the packet" in result["msg"]
+    assert result["rc"] == 255
+    names = host.names()
+    assert "attach" not in names and "detach" not in names
+    assert names[-1] == "remove_tree"      # the temporary pins
+
+
+def test_refused_native_install_removes_what_it_pinned(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(pinned=False), refuse=("native",))
+    result = run_main({"mode": "native"}, host, tmp_path)
+    assert result["failed"] is True
+    assert "mode: auto" in result["msg"]
+    renamed = [a[1] for n, a in host.calls if n == "rename"]
+    unlinked = [a[0] for n, a in host.calls if n == "unlink"]
+    assert sorted(renamed) == sorted(unlinked)
+
+
+def test_foreign_program_fails_before_any_change(tmp_path: Path) -> None:
+    cur = current({"id": 9, "name": "other", "tag": "cd", "mode": "native"},
+                  pinned=False)
+    host = FakeHost(tmp_path, cur)
+    result = run_main({}, host, tmp_path)
+    assert result["failed"] is True
+    assert "other (id 9" in result["msg"]
+    assert host.calls == []
+
+
+def test_map_layout_mismatch_fails_before_any_change(tmp_path: Path) -> None:
+    cur = current(pinned=False)
+    cur.pins = {"block_v4": dict(spec_layout("block_v4", 5),
+                                 max_entries=1024)}
+    host = FakeHost(tmp_path, cur)
+    result = run_main({}, host, tmp_path)
+    assert result["failed"] is True
+    assert "block_v4" in result["msg"]
+    assert "max_entries 1024 (the program needs 2097152)" in result["msg"]
+    assert host.calls == []
+
+
+def test_absent_in_check_mode_reports_without_detaching(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("generic")))
+    result = run_main({"state": "absent", "keep_maps": False,
+                       "_ansible_diff": True}, host, tmp_path, check=True)
+    assert result["changed"] is True
+    assert result["detached"]["mode"] == "generic"
+    assert result["diff"]["after"]["mode"] is None
+    assert host.calls == []
+
+
+def test_absent_never_removes_a_pin_of_another_layout(
+        tmp_path: Path) -> None:
+    cur = current(ours())
+    cur.pins["sip_ports"] = dict(spec_layout("sip_ports", 5), value_size=4)
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"state": "absent", "keep_maps": False}, host,
+                      tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert "sip_ports" not in result["removed_maps"]
+    assert len(result["removed_maps"]) == len(MAPS) - 1
+    unlinked = [args[0] for name, args in host.calls if name == "unlink"]
+    assert PIN_DIR + "/sip_ports" not in unlinked
+    assert "remove_dir" not in host.names()
