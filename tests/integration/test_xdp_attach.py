@@ -39,7 +39,7 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("xdp")
 int other(struct xdp_md *c)
 {
-	return XDP_PASS;
+    return XDP_PASS;
 }
 """
 # Reads byte 100 of the packet without a bounds check: the verifier says no.
@@ -50,9 +50,9 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("xdp")
 int sip_xdp_prog(struct xdp_md *ctx)
 {
-	unsigned char *data = (void *)(long)ctx->data;
+    unsigned char *data = (void *)(long)ctx->data;
 
-	return data[100] ? XDP_PASS : XDP_DROP;
+    return data[100] ? XDP_PASS : XDP_DROP;
 }
 """
 # One more early exit on an rx queue that never exists: other instructions
@@ -150,7 +150,7 @@ def send_invites(peer: str, src: ipaddress.IPv4Address, count: int) -> None:
         src=src, dst=SERVER, sport=5060, dport=5060, payload=INVITE))
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind((peer, 0))
-        for _ in range(count):
+        for _sent in range(count):
             s.send(frame)
 
 
