@@ -185,9 +185,9 @@ def read_input(params):
                                 "entry %d")
     if params["src"]:
         try:
-            # Streamed: a million lines are never held as a list.
+            # Read in blocks: a million lines are never held as a list.
             with open(params["src"]) as f:
-                f4, f6 = _lists.parse_lines(
+                f4, f6 = _lists.parse_file(
                     f, params["strict"], "line %%d of %s" % params["src"])
         except (IOError, OSError) as e:
             raise _lists.ListError("Could not read %s: %s"

@@ -149,3 +149,22 @@ def test_failed_write_puts_everything_back() -> None:
     with pytest.raises(OSError):
         _lists.apply_plan(trie, plan, _abi.ENTRY.pack(0, TAG, 0))
     assert trie.contents == before
+
+
+def test_file_blocks_take_the_fast_path_and_keep_line_numbers(
+        tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(_lists, "BLOCK", 64)
+    lines = ["192.0.2.%d" % i for i in range(1, 40)]
+    lines[30] = "192.0.2.999"
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    with open(listing) as f, pytest.raises(_lists.ListError) as err:
+        _lists.parse_file(f, True, "line %d of list")
+    assert str(err.value).startswith("line 31 of list: '192.0.2.999'")
+
+    lines[30] = "192.0.2.31  # commented"
+    lines.append("2001:db8::1")
+    listing.write_text("\n".join(lines))
+    with open(listing) as f:
+        v4, v6 = _lists.parse_file(f, True, "line %d")
+    assert len(v4) == 39 and texts(list(v6)) == {"2001:db8::1/128"}
