@@ -327,21 +327,9 @@ class Host:
     def links(self):
         return _facts.links(self.module, self.tool("ip"))
 
-    def bpffs_mount(self, path, mounts="/proc/self/mounts"):
+    def bpffs_mount(self, path):
         """The bpffs mount point that holds path, or None."""
-        best = None
-        real = os.path.realpath(path)
-        with open(mounts) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) < 3 or fields[2] != "bpf":
-                    continue
-                point = fields[1]
-                if (real == point or real.startswith(point.rstrip("/")
-                                                     + "/")) and \
-                        (best is None or len(point) > len(best)):
-                    best = point
-        return best
+        return _facts.bpffs_mount(path)
 
     def exists(self, path):
         return os.path.lexists(path)

@@ -99,6 +99,26 @@ def bpffs_mounted(mountpoint=BPFFS, mounts="/proc/mounts"):
     return False
 
 
+def bpffs_mount(path, mounts="/proc/self/mounts"):
+    """The bpffs mount point that holds path, or None."""
+    best = None
+    real = os.path.realpath(path)
+    with open(mounts) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 3 or fields[2] != "bpf":
+                continue
+            point = fields[1]
+            if (real == point or real.startswith(point.rstrip("/") + "/")) \
+                    and (best is None or len(point) > len(best)):
+                best = point
+    return best
+
+
+NOT_ON_BPFFS = ("pin_dir %s is not on bpffs: mount it with 'mount -t bpf bpf "
+                "/sys/fs/bpf' or choose a pin_dir under a bpffs mount.")
+
+
 def _first_version(text):
     match = re.search(r"\d+\.\d+(\.\d+)?", text or "")
     return match.group(0) if match else None

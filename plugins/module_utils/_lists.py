@@ -21,7 +21,7 @@ import threading
 import time
 import zlib
 
-from . import _abi, _bpf
+from . import _abi, _bpf, _facts
 
 LISTS = {"blocklist": ("block_v4", "block_v6"),
          "allowlist": ("allow_v4", "allow_v6")}
@@ -329,6 +329,8 @@ def _restore(trie, plan, deleted):
 
 def open_pair(pin_dir, list_name):
     """The v4 and v6 tries of a list, opened from their pins."""
+    if _facts.bpffs_mount(pin_dir) is None:
+        raise ListError(_facts.NOT_ON_BPFFS % pin_dir)
     tries = []
     for name in LISTS[list_name]:
         path = os.path.join(pin_dir, name)

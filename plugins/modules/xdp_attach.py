@@ -288,7 +288,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _attach)
+    _abi, _attach, _facts)
 
 
 def build_module():
@@ -326,9 +326,7 @@ def fail(module, error, **result):
 
 def check_pin_dir(host, pin_dir):
     if host.bpffs_mount(pin_dir) is None:
-        raise _attach.AttachError(
-            "pin_dir %s is not on bpffs: mount it with 'mount -t bpf bpf "
-            "/sys/fs/bpf' or choose a pin_dir under a bpffs mount." % pin_dir)
+        raise _attach.AttachError(_facts.NOT_ON_BPFFS % pin_dir)
     if not host.exists(os.path.dirname(pin_dir.rstrip("/"))):
         raise _attach.AttachError(
             "The parent of pin_dir %s does not exist: create it first."

@@ -151,6 +151,8 @@ def main():
     module = build_module()
     pin_dir = module.params["pin_dir"]
     stats_pin = os.path.join(pin_dir, "stats")
+    if _facts.bpffs_mount(pin_dir) is None:
+        module.fail_json(msg=_facts.NOT_ON_BPFFS % pin_dir)
     if not os.path.exists(stats_pin):
         module.fail_json(
             msg="No vos.fastpath maps are pinned under %s: attach the "

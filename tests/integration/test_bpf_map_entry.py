@@ -152,8 +152,15 @@ def test_allowlist_over_capacity_fails_before_any_change(
     assert contents(maps, "allow") == {}
 
 
-def test_missing_pins_fail_with_what_to_do(tmp_path: Path,
-                                           root_required: None) -> None:
-    result = run(tmp_path / "none", tmp_path, entries=["192.0.2.1"])
+def test_missing_pins_fail_with_what_to_do(pin_dir: Path,
+                                           tmp_path: Path) -> None:
+    result = run(pin_dir, tmp_path, entries=["192.0.2.1"])
     assert result["failed"] is True
     assert "vos.fastpath.xdp_attach" in result["msg"]
+
+
+def test_pin_dir_off_bpffs_names_the_mount_to_make(
+        tmp_path: Path, root_required: None) -> None:
+    result = run(tmp_path / "pins", tmp_path, entries=["192.0.2.1"])
+    assert result["failed"] is True
+    assert "mount -t bpf bpf /sys/fs/bpf" in result["msg"]

@@ -91,9 +91,17 @@ def test_textfile_is_written_once_and_then_unchanged(
     assert prom.read_text() == text
 
 
-def test_missing_pins_fail_with_what_to_do(tmp_path: Path,
-                                           root_required: None) -> None:
+def test_missing_pins_fail_with_what_to_do(pin_dir: Path,
+                                           tmp_path: Path) -> None:
     result = run_module("vos.fastpath.xdp_stats",
-                        {"pin_dir": str(tmp_path / "none")}, tmp_path)
+                        {"pin_dir": str(pin_dir)}, tmp_path)
     assert result["failed"] is True
     assert "vos.fastpath.xdp_attach" in result["msg"]
+
+
+def test_pin_dir_off_bpffs_names_the_mount_to_make(
+        tmp_path: Path, root_required: None) -> None:
+    result = run_module("vos.fastpath.xdp_stats",
+                        {"pin_dir": str(tmp_path / "pins")}, tmp_path)
+    assert result["failed"] is True
+    assert "mount -t bpf bpf /sys/fs/bpf" in result["msg"]
