@@ -625,3 +625,23 @@ def test_absent_removes_the_maps_only_when_no_interface_uses_them(
     assert sorted(gone["removed_maps"]) == sorted(_abi.MAPS)
     assert not pin_dir.exists()
     assert xdp(veth) is None and xdp(second_veth) is None
+
+
+def test_missing_interface_fails_and_changes_nothing(
+        tmp_path: Path, pin_dir: Path, built_object: Path) -> None:
+    result = run_module("vos.fastpath.xdp_attach", {
+        "interface": "fp-nosuch0", "object": str(built_object),
+        "pin_dir": str(pin_dir)}, tmp_path)
+    assert result["failed"] is True
+    assert "fp-nosuch0" in result["msg"]
+    assert list(pin_dir.iterdir()) == []
+
+
+def test_pin_dir_off_bpffs_names_the_mount_to_make(
+        tmp_path: Path, veth: str, built_object: Path) -> None:
+    result = run_module("vos.fastpath.xdp_attach", {
+        "interface": veth, "object": str(built_object),
+        "pin_dir": str(tmp_path / "pins")}, tmp_path)
+    assert result["failed"] is True
+    assert "mount -t bpf bpf /sys/fs/bpf" in result["msg"]
+    assert "xdp" not in ip("-json", "link", "show", veth).stdout
