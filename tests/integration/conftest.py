@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -24,10 +25,11 @@ def built_object(root_required: None) -> Path:
     return OBJECT
 
 
-@pytest.fixture
-def veth(root_required: None) -> Iterator[str]:
-    """A fresh veth pair, up, removed afterwards; yields the first end."""
-    name = "fpit%d" % (os.getpid() % 100000)
+@contextlib.contextmanager
+def veth_pair(prefix: str) -> Iterator[str]:
+    """A fresh veth pair, up, removed afterwards; yields the first end (the
+    peer is the same name with "p")."""
+    name = "%s%d" % (prefix, os.getpid() % 100000)
     subprocess.run(["ip", "link", "del", name], capture_output=True,
                    check=False)
     ip("link", "add", name, "type", "veth", "peer", "name", name + "p")
@@ -38,6 +40,12 @@ def veth(root_required: None) -> Iterator[str]:
     finally:
         subprocess.run(["ip", "link", "del", name], capture_output=True,
                        check=False)
+
+
+@pytest.fixture
+def veth(root_required: None) -> Iterator[str]:
+    with veth_pair("fpit") as name:
+        yield name
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from plugins.module_utils import _abi, _bpf, _counters, _facts
 from tests.dataplane import frames
 from tests.integration.ansible_run import run_module
-from tests.integration.conftest import REPO, ip
+from tests.integration.conftest import REPO, ip, veth_pair
 
 MODULE = "vos.fastpath.xdp_attach"
 BLOCKED_SRC = ipaddress.ip_address("192.0.2.66")
@@ -172,17 +172,8 @@ def detach(veth: str, pin_dir: Path, tmp_path: Path,
 
 @pytest.fixture
 def second_veth(root_required: None) -> Iterator[str]:
-    name = "fpiv%d" % (os.getpid() % 100000)
-    subprocess.run(["ip", "link", "del", name], capture_output=True,
-                   check=False)
-    ip("link", "add", name, "type", "veth", "peer", "name", name + "p")
-    try:
-        ip("link", "set", name, "up")
-        ip("link", "set", name + "p", "up")
+    with veth_pair("fpiv") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "link", "del", name], capture_output=True,
-                       check=False)
 
 
 # First install, idempotence, check mode, diff, modes.
