@@ -78,11 +78,8 @@ options:
         normalised to its network.
     type: bool
     default: true
-  pin_dir:
-    description:
-      - Directory where the program's maps are pinned.
-    type: path
-    default: /sys/fs/bpf/vos_fastpath
+extends_documentation_fragment:
+  - vos.fastpath.maps
 attributes:
   check_mode:
     description: Can run in check mode and report what would change.
@@ -95,8 +92,6 @@ attributes:
     description: Linux hosts with an XDP-capable kernel.
     support: full
     platforms: linux
-notes:
-  - Needs root (or CAP_BPF) to open the pinned maps.
 seealso:
   - module: vos.fastpath.xdp_attach
 """

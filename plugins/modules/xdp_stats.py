@@ -23,17 +23,14 @@ description:
 author:
   - vos-fastpath contributors (@vos-fastpath)
 options:
-  pin_dir:
-    description:
-      - Directory where the program's maps are pinned.
-    type: path
-    default: /sys/fs/bpf/vos_fastpath
   prometheus_textfile:
     description:
       - Write the counters to this file for node_exporter's textfile
         collector. The task reports a change only when the file's content
         changed.
     type: path
+extends_documentation_fragment:
+  - vos.fastpath.maps
 attributes:
   check_mode:
     description: Can run in check mode and report what would change.
@@ -48,7 +45,6 @@ attributes:
     support: full
     platforms: linux
 notes:
-  - Needs root (or CAP_BPF) to open the pinned maps.
   - The counters are those of SPEC-DATAPLANE.md; C(docs/dataplane.md)
     explains each one.
 seealso:
