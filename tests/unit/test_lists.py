@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plugins.module_utils import _abi, _lists
 
@@ -168,3 +171,18 @@ def test_file_blocks_take_the_fast_path_and_keep_line_numbers(
     with open(listing) as f:
         v4, v6 = _lists.parse_file(f, True, "line %d")
     assert len(v4) == 39 and texts(list(v6)) == {"2001:db8::1/128"}
+
+
+@given(st.one_of(st.ip_addresses(v=4).map(lambda a: (a, 32)),
+                 st.ip_addresses(v=6).map(lambda a: (a, 128))),
+       st.integers(min_value=0, max_value=128))
+def test_parse_agrees_with_the_standard_library(address, prefixlen) -> None:
+    addr, bits = address
+    prefixlen = min(prefixlen, bits)
+    text = "%s/%d" % (addr, prefixlen)
+    network = ipaddress.ip_network(text, strict=False)
+    _family, key = _lists.parse_entry(text, strict=False)
+    assert ipaddress.ip_network(_lists.key_text(key)) == network
+    if network.network_address != addr:
+        with pytest.raises(_lists.ListError):
+            _lists.parse_entry(text, strict=True)
