@@ -29,21 +29,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import hashlib
 import json
 import os
 import platform
 import re
-import struct
-import tempfile
 
-from . import _abi, _bpf, _facts
+from . import _abi, _bpf, _build, _facts, _files
 
 TAG_CACHE = "/run/vos-fastpath/object-tags.json"
 TAG_CACHE_SIZE = 64
 LOG_TAIL_LINES = 30
 COMMAND_ENV = {"LANG": "C", "LC_ALL": "C"}
-TOOL_DIRS = ["/usr/sbin", "/sbin"]
 
 # Attach modes as `ip -json link` names them, and `ip link set` keywords.
 IP_KEYWORDS = {"native": "xdpdrv", "generic": "xdpgeneric",
@@ -189,52 +185,23 @@ def first_line(text):
 
 def object_map_names(path):
     """Names of the maps that an object declares in its .maps section (BTF
-    style, as libbpf reads them), from the ELF symbol table."""
+    style, as libbpf reads them), sorted."""
     with open(path, "rb") as f:
         data = f.read()
-    if data[:4] != b"\x7fELF" or data[4:5] != b"\x02":
-        raise AttachError("%s is not a 64-bit ELF object: build it with "
-                          "'make' (clang -target bpf)." % path)
-    end = "<" if data[5:6] == b"\x01" else ">"
-    shoff, = struct.unpack_from(end + "Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", data, 0x3A)
-    sections = [struct.unpack_from(end + "IIQQQQIIQQ", data,
-                                   shoff + i * shentsize)
-                for i in range(shnum)]
-
-    def name_at(strtab, offset):
-        start = sections[strtab][4] + offset
-        return data[start:data.index(b"\0", start)].decode()
-
-    maps_index = next((i for i, sec in enumerate(sections)
-                       if name_at(shstrndx, sec[0]) == ".maps"), None)
-    names = []
-    for sec in sections:
-        if sec[1] != 2 or maps_index is None:     # SHT_SYMTAB
-            continue
-        sym_off, sym_size, strtab, entsize = sec[4], sec[5], sec[6], sec[9]
-        for offset in range(sym_off, sym_off + sym_size, entsize or 24):
-            st_name, st_info, _other, shndx = struct.unpack_from(
-                end + "IBBH", data, offset)
-            if shndx == maps_index and st_info & 0xF == 1:   # STT_OBJECT
-                names.append(name_at(strtab, st_name))
-    return sorted(names)
+    try:
+        return sorted(_build.elf_names(data)["maps"])
+    except ValueError as e:
+        raise AttachError("%s is not a BPF object (%s): build it with "
+                          "vos.fastpath.bpf_build or 'make'." % (path, e))
 
 
 def cache_key(obj, bpftool):
     """The object's sha256, the kernel, and bpftool by path, size and time
     (another libbpf may relocate the same object differently)."""
     st = os.stat(bpftool)
-    return " ".join((file_sha256(obj), platform.release(), platform.version(),
+    return " ".join((_files.sha256_file(obj), platform.release(),
+                     platform.version(),
                      "%s:%d:%d" % (bpftool, st.st_size, int(st.st_mtime))))
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TagCache:
@@ -263,14 +230,8 @@ class TagCache:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o700)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tags.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1)
-            os.rename(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _files.write_atomically(
+            self.path, json.dumps(data, indent=1).encode())
 
 
 # The kernel boundary.
@@ -296,7 +257,7 @@ class Host:
     def tool(self, name):
         if name not in self._tools:
             self._tools[name] = self.module.get_bin_path(
-                name, required=True, opt_dirs=TOOL_DIRS)
+                name, required=True, opt_dirs=_facts.TOOL_DIRS)
         return self._tools[name]
 
     def run(self, argv, msg):
@@ -439,14 +400,13 @@ class Host:
         os.rename(src, dst)
 
     def pin_map_id(self, map_id, path):
-        fd = _bpf.map_fd_by_id(map_id)
-        try:
-            _bpf.obj_pin(fd, path)
-        finally:
-            os.close(fd)
+        self._pin(_bpf.map_fd_by_id(map_id), path)
 
     def pin_prog_id(self, prog_id, path):
-        fd = _bpf.prog_fd_by_id(prog_id)
+        self._pin(_bpf.prog_fd_by_id(prog_id), path)
+
+    @staticmethod
+    def _pin(fd, path):
         try:
             _bpf.obj_pin(fd, path)
         finally:

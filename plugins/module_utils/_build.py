@@ -22,11 +22,11 @@ import json
 import os
 import platform
 import struct
-import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes
 
-from ._facts import PACKAGES
+from . import _files
+from ._facts import PACKAGES, TOOL_DIRS
 
 STAMP_SUFFIX = ".inputs.json"
 STAMP_FORMAT = 1
@@ -93,7 +93,7 @@ def run(module, argv: list[str], cwd: str | None = None):
 def find_tool(module, name: str, package_key: str) -> str:
     """The path of a tool given by name or path, or a BuildError that names
     the package to install."""
-    path = module.get_bin_path(name)
+    path = module.get_bin_path(name, opt_dirs=TOOL_DIRS)
     if not path:
         raise BuildError(
             "%s was not found (looked for '%s'): install the package %s, or "
@@ -108,18 +108,6 @@ def tail(text: str, lines: int = MSG_TAIL_LINES) -> str:
 
 # --- files -----------------------------------------------------------------
 
-def sha256_file(path: str) -> str | None:
-    """Hex digest of a file, None when it does not exist."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except (IOError, OSError):
-        return None
-    return digest.hexdigest()
-
-
 def read_stamp(path: str) -> dict | None:
     try:
         with open(path) as f:
@@ -131,34 +119,10 @@ def read_stamp(path: str) -> dict | None:
     return stamp
 
 
-def temp_path(dest: str) -> str:
-    """A new empty file next to dest, for an atomic rename over it."""
-    fd, path = tempfile.mkstemp(dir=os.path.dirname(dest),
-                                prefix=".%s." % os.path.basename(dest),
-                                suffix=".tmp")
-    os.close(fd)
-    return path
-
-
-def remove(path: str) -> None:
-    if os.path.exists(path):
-        os.unlink(path)
-
-
-def write_atomically(module, path: str, data: bytes) -> None:
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        module.atomic_move(tmp, path)
-    finally:
-        remove(tmp)
-
-
 def write_stamp(module, path: str, stamp: dict) -> None:
     stamp = dict(stamp, format=STAMP_FORMAT)
     text = json.dumps(stamp, indent=1, sort_keys=True) + "\n"
-    write_atomically(module, path, to_bytes(text))
+    _files.write_atomically(path, to_bytes(text), module.atomic_move)
 
 
 # --- vmlinux.h -------------------------------------------------------------
@@ -172,7 +136,7 @@ def vmlinux_reasons(vmlinux_h: str, btf_sha256: str) -> list[str]:
         return ["%s has no record of the BTF it was dumped from" % vmlinux_h]
     if stamp.get("btf_sha256") != btf_sha256:
         return ["the kernel BTF changed since %s was dumped" % vmlinux_h]
-    if stamp.get("sha256") != sha256_file(vmlinux_h):
+    if stamp.get("sha256") != _files.sha256_file(vmlinux_h):
         return ["%s was modified since it was dumped" % vmlinux_h]
     return []
 
@@ -188,7 +152,7 @@ def generate_vmlinux(module, bpftool: str, btf: str, btf_sha256: str,
             % (btf, tail(err) or "no output"),
             cmd=argv, rc=rc, stdout=out, stderr=err)
     data = to_bytes(out)
-    write_atomically(module, vmlinux_h, data)
+    _files.write_atomically(vmlinux_h, data, module.atomic_move)
     write_stamp(module, vmlinux_h + STAMP_SUFFIX, {
         "btf": btf, "btf_sha256": btf_sha256,
         "sha256": hashlib.sha256(data).hexdigest()})
@@ -258,7 +222,7 @@ def inputs(module, clang: str, flags: list[str], src: str, dest: str,
         "argv": compile_argv(clang, flags, src, dest),
         "compiler": compiler_version(module, clang),
         "btf_sha256": btf_sha256,
-        "files": dict((path, sha256_file(path)) for path in
+        "files": dict((path, _files.sha256_file(path)) for path in
                       dependencies(module, clang, flags, src, vmlinux_h)),
     }
 
@@ -300,7 +264,7 @@ def compile_object(module, clang: str, flags: list[str], src: str,
                    dest: str) -> str:
     """Compile into a temporary file next to dest; return its path. On
     failure nothing is left behind and dest is untouched."""
-    tmp = temp_path(dest)
+    tmp = _files.temp_path(dest)
     argv = compile_argv(clang, flags, src, tmp)
     try:
         rc, out, err = run(module, argv, cwd=os.path.dirname(src))
@@ -311,11 +275,11 @@ def compile_object(module, clang: str, flags: list[str], src: str,
                 stderr=err)
         object_info(tmp)
     except ValueError as e:
-        remove(tmp)
+        _files.remove(tmp)
         raise BuildError("clang wrote no usable BPF object for %s (%s): "
                          "check cflags." % (src, e), cmd=argv)
     except BaseException:
-        remove(tmp)   # clang removes its output itself on most errors
+        _files.remove(tmp)   # clang removes its output itself on most errors
         raise
     return tmp
 

@@ -16,7 +16,6 @@ __metaclass__ = type
 import array
 import ctypes
 import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -24,7 +23,7 @@ import re
 import socket
 import struct
 
-from . import _abi, _bpf
+from . import _abi, _bpf, _files
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 BPFFS = "/sys/fs/bpf"
@@ -53,6 +52,9 @@ PACKAGES = {
     "libbpf": "libbpf-dev (Debian, Ubuntu) or libbpf-devel (RHEL)",
 }
 
+# Where distributions put ip and bpftool, which may not be on a PATH.
+TOOL_DIRS = ["/usr/sbin", "/sbin"]
+
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
 
@@ -64,11 +66,8 @@ def problem(name, msg):
 def btf_facts(path=BTF_PATH):
     if not os.path.exists(path):
         return {"present": False, "path": path, "sha256": None}
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"present": True, "path": path, "sha256": digest.hexdigest()}
+    return {"present": True, "path": path,
+            "sha256": _files.sha256_file(path)}
 
 
 def bpf_syscall_usable():
@@ -129,7 +128,7 @@ def tool_facts(module):
     tools = {}
     for name, args in (("clang", ["--version"]), ("bpftool", ["version"]),
                        ("ip", ["-V"])):
-        path = module.get_bin_path(name, opt_dirs=["/usr/sbin", "/sbin"])
+        path = module.get_bin_path(name, opt_dirs=TOOL_DIRS)
         version = None
         if path:
             rc, out, err = module.run_command([path] + args,

@@ -202,7 +202,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _build, _facts)
+    _build, _facts, _files)
 
 
 def build_module():
@@ -250,7 +250,7 @@ def build(module, result):
     result.update(src=src, dest=dest, vmlinux_h=vmlinux_h, reasons=[])
     check_paths(src, dest, vmlinux_h, btf)
     clang = _build.find_tool(module, params["clang"], "clang")
-    btf_sha256 = _build.sha256_file(btf)
+    btf_sha256 = _files.sha256_file(btf)
 
     header_reasons = _build.vmlinux_reasons(vmlinux_h, btf_sha256)
     if header_reasons:
@@ -269,7 +269,7 @@ def build(module, result):
                             btf_sha256)
     result["cmd"] = current["argv"]
     stamp = dest + _build.STAMP_SUFFIX
-    before = _build.sha256_file(dest)
+    before = _files.sha256_file(dest)
     reasons = _build.build_reasons(_build.read_stamp(stamp), current, before)
     if params["force"]:
         reasons.insert(0, "force is set")
@@ -280,7 +280,7 @@ def build(module, result):
         try:
             module.atomic_move(tmp, dest)
         finally:
-            _build.remove(tmp)
+            _files.remove(tmp)
         info = _build.object_info(dest)
         _build.write_stamp(module, stamp, dict(current,
                                                sha256=info["sha256"]))

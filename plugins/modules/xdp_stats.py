@@ -104,12 +104,11 @@ attached:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _bpf, _counters, _facts)
+    _bpf, _counters, _facts, _files)
 
 
 def build_module():
@@ -128,19 +127,6 @@ def read_text(path):
             return f.read()
     except (IOError, OSError):
         return None
-
-
-def write_atomically(module, path, text):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vos_fastpath.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main():
@@ -164,7 +150,7 @@ def main():
                          % (pin_dir, e))
 
     ip_path = module.get_bin_path("ip", required=True,
-                                  opt_dirs=["/usr/sbin", "/sbin"])
+                                  opt_dirs=_facts.TOOL_DIRS)
     result = dict(
         changed=False,
         stats=counters["stats"],
@@ -183,7 +169,8 @@ def main():
                                   before_header=textfile,
                                   after_header=textfile)
         if result["changed"] and not module.check_mode:
-            write_atomically(module, textfile, after)
+            _files.write_atomically(textfile, after.encode(),
+                                    module.atomic_move)
     module.exit_json(**result)
 
 

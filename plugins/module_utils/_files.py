@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""File helpers shared by the modules: digests and atomic writes.
+
+Private to this collection.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import tempfile
+
+
+def sha256_file(path):
+    """Hex digest of a file, None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (IOError, OSError):
+        return None
+    return digest.hexdigest()
+
+
+def temp_path(dest):
+    """A new empty file next to dest, for an atomic rename over it."""
+    fd, path = tempfile.mkstemp(dir=os.path.dirname(dest) or ".",
+                                prefix=".%s." % os.path.basename(dest),
+                                suffix=".tmp")
+    os.close(fd)
+    return path
+
+
+def remove(path):
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def write_atomically(path, data, move=os.rename):
+    """Write bytes to a temporary file next to path, then move it over
+    path (a module passes its atomic_move); no partial file is ever seen."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        move(tmp, path)
+    finally:
+        remove(tmp)
