@@ -23,8 +23,6 @@ import os
 import platform
 import struct
 
-from ansible.module_utils.common.text.converters import to_bytes
-
 from . import _files
 from ._facts import PACKAGES, TOOL_DIRS
 
@@ -102,6 +100,10 @@ def find_tool(module, name: str, package_key: str) -> str:
     return path
 
 
+def _utf8(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
+
+
 def tail(text: str, lines: int = MSG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -122,7 +124,7 @@ def read_stamp(path: str) -> dict | None:
 def write_stamp(module, path: str, stamp: dict) -> None:
     stamp = dict(stamp, format=STAMP_FORMAT)
     text = json.dumps(stamp, indent=1, sort_keys=True) + "\n"
-    _files.write_atomically(path, to_bytes(text), module.atomic_move)
+    _files.write_atomically(path, _utf8(text), module.atomic_move)
 
 
 # --- vmlinux.h -------------------------------------------------------------
@@ -151,7 +153,7 @@ def generate_vmlinux(module, bpftool: str, btf: str, btf_sha256: str,
             "bpftool could not dump the BTF of %s as C: %s"
             % (btf, tail(err) or "no output"),
             cmd=argv, rc=rc, stdout=out, stderr=err)
-    data = to_bytes(out)
+    data = _utf8(out)
     _files.write_atomically(vmlinux_h, data, module.atomic_move)
     write_stamp(module, vmlinux_h + STAMP_SUFFIX, {
         "btf": btf, "btf_sha256": btf_sha256,

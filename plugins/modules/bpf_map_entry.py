@@ -41,9 +41,11 @@ options:
     default: []
   src:
     description:
-      - A file on the target with one address or CIDR per line; C(#)
+      - Files on the target with one address or CIDR per line; C(#)
         starts a comment. Added to O(entries).
-    type: path
+    type: list
+    elements: path
+    default: []
   state:
     description:
       - V(present) adds the entries, V(absent) removes them (whoever owns
@@ -78,6 +80,15 @@ options:
         normalised to its network.
     type: bool
     default: true
+  save_to:
+    description:
+      - Keep the whole list (every owner, both families) in this file on
+        the target, rewritten whenever the list changes or the file
+        differs from the maps. The boot service of the
+        P(vos.fastpath.fastpath#role) role restores the lists from it after
+        a reboot.
+      - Writing the file counts as a change.
+    type: path
 extends_documentation_fragment:
   - vos.fastpath.maps
 attributes:
@@ -145,12 +156,18 @@ total:
   returned: success
   type: int
   sample: 1000000
+saved:
+  description: Whether O(save_to) was (or, in check mode, would be)
+    written.
+  returned: success
+  type: bool
+  sample: true
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _lists)
+    _abi, _lists, _snapshot)
 
 DIFF_LIMIT = 100
 
@@ -161,7 +178,7 @@ def build_module():
             map=dict(type="str", required=True,
                      choices=["blocklist", "allowlist"]),
             entries=dict(type="list", elements="str", default=[]),
-            src=dict(type="path"),
+            src=dict(type="list", elements="path", default=[]),
             state=dict(type="str", default="present",
                        choices=["present", "absent", "exact"]),
             ttl=dict(type="int", default=0),
@@ -169,6 +186,7 @@ def build_module():
             protect=dict(type="list", elements="str", default=[]),
             strict=dict(type="bool", default=True),
             pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
+            save_to=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -178,18 +196,36 @@ def read_input(params):
     """The desired keys as (v4, v6) sets; raises ListError."""
     v4, v6 = _lists.parse_lines(params["entries"], params["strict"],
                                 "entry %d")
-    if params["src"]:
+    for path in params["src"]:
         try:
             # Read in blocks: a million lines are never held as a list.
-            with open(params["src"]) as f:
+            with open(path) as f:
                 f4, f6 = _lists.parse_file(
-                    f, params["strict"], "line %%d of %s" % params["src"])
+                    f, params["strict"], "line %%d of %s" % path)
         except (IOError, OSError) as e:
             raise _lists.ListError("Could not read %s: %s"
-                                   % (params["src"], e.strerror))
+                                   % (path, e.strerror))
         v4 |= f4
         v6 |= f6
     return v4, v6
+
+
+def save(module, tries, tries_raw, result):
+    """Keep the list in save_to when the maps hold other entries than the
+    file; tries_raw is what the maps hold now."""
+    path = module.params["save_to"]
+    if not _snapshot.differs(path, tries_raw):
+        return
+    result.update(saved=True, changed=True)
+    if module.check_mode:
+        return
+    try:
+        _snapshot.save(path, module.params["map"], tries, tries_raw)
+    except (IOError, OSError) as e:
+        module.fail_json(
+            msg="The list was applied, but saving it to %s failed (%s): "
+            "fix the path, or a reboot will restore an older list."
+            % (path, e), **result)
 
 
 def check_protected(desired, protect, strict):
@@ -234,7 +270,7 @@ def main():
             check_protected(desired, p["protect"], p["strict"])
     except _lists.ListError as e:
         reader.join()
-        module.fail_json(msg="%s. Nothing was changed." % e)
+        module.fail_json(msg="%s. Nothing was changed." % str(e).rstrip("."))
     current = reader.result()
 
     now = _lists.boot_ns()
@@ -261,6 +297,7 @@ def main():
         expired_removed=sum(plan.expired for plan in plans),
         unchanged=sum(plan.unchanged for plan in plans),
         total=sum(sizes),
+        saved=False,
     )
     if module._diff:
         result["diff"] = dict(
@@ -282,6 +319,13 @@ def main():
                     msg="Writing %s failed (%s); everything this run had "
                     "changed was put back." % (trie.name, e), **result)
             done.append((trie, plan))
+    if p["save_to"] and result["changed"] and module.check_mode:
+        result["saved"] = True      # the maps would change, so would it
+    elif p["save_to"]:
+        tries_raw = reader.raw
+        if result["changed"]:
+            tries_raw = [t.lookup_batch(chunk=65536) for t in tries]
+        save(module, tries, tries_raw, result)
     for trie in tries:
         trie.close()
     module.exit_json(**result)

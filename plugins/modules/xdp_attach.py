@@ -288,7 +288,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _attach, _facts)
+    _abi, _attach, _attach_run)
 
 
 def build_module():
@@ -324,119 +324,6 @@ def fail(module, error, **result):
     module.fail_json(msg=error.msg, **dict(result, **error.details()))
 
 
-def check_pin_dir(host, pin_dir):
-    if host.bpffs_mount(pin_dir) is None:
-        raise _attach.AttachError(_facts.NOT_ON_BPFFS % pin_dir)
-    if not host.exists(os.path.dirname(pin_dir.rstrip("/"))):
-        raise _attach.AttachError(
-            "The parent of pin_dir %s does not exist: create it first."
-            % pin_dir)
-
-
-def state_view(tag, mode, ports, flags):
-    """What diff shows of the program and its maps."""
-    return dict(tag=tag, mode=mode, sip_ports=ports,
-                settings=(_attach.flags_to_settings(flags)
-                          if flags is not None else None))
-
-
-def present(module, host, result):
-    p = module.params
-    ifname, pin_dir, program = p["interface"], p["pin_dir"], p["program"]
-    if not os.path.isfile(p["object"]):
-        raise _attach.AttachError(
-            "The object %s does not exist on this host: build it with "
-            "'make' and copy it here first." % p["object"])
-    ports = _attach.normalize_ports(p["sip_ports"])
-    check_pin_dir(host, pin_dir)
-    cur = _attach.read_current(host, ifname, pin_dir, program)
-
-    cache = _attach.TagCache()
-    key = _attach.cache_key(p["object"], host.tool("bpftool"))
-    cached_tag = cache.lookup(key)
-    object_maps = _attach.object_map_names(p["object"])
-    plan = _attach.plan_present(cur, ifname, p["mode"], program, p["force"],
-                                ports, p["settings"], cached_tag,
-                                object_maps)
-    unchanged = plan.action == _attach.NONE
-    result.update(
-        changed=plan.changed,
-        action=_attach.REPLACE if plan.action == _attach.VERIFY
-        else plan.action,
-        mode="native" if plan.target_mode == "auto" else plan.target_mode,
-        mode_reason=plan.mode_reason,
-        detached_for_mode_change=plan.action == _attach.MODE_CHANGE,
-        prog_id=cur.prog["id"] if unchanged else None,
-        tag=cur.prog["tag"] if unchanged else cached_tag,
-        replaced=None if unchanged or not cur.prog else cur.summary(),
-        maps=dict((name, os.path.join(pin_dir, name))
-                  for name in object_maps),
-        reused_maps=sorted(set(cur.pins) | set(cur.adopt)),
-        sip_ports=ports, settings=_attach.flags_to_settings(plan.flags))
-
-    if plan.changed and not module.check_mode:
-        def record_tag(tag):
-            try:
-                cache.record(key, tag)
-            except (IOError, OSError) as e:
-                module.warn("Could not remember the program tag in %s (%s): "
-                            "the next run loads the object again."
-                            % (cache.path, e))
-
-        out = _attach.apply_present(host, cur, plan, ifname, pin_dir,
-                                    p["object"], program, record_tag)
-        now = host.attached(ifname) or {}
-        result.update(
-            changed=out.action != _attach.NONE or plan.maps_changed,
-            action=out.action, mode_reason=out.mode_reason,
-            detached_for_mode_change=out.detached_for_mode_change,
-            mode=now.get("mode"), prog_id=now.get("id"), tag=now.get("tag"),
-            replaced=None if out.action == _attach.NONE else cur.summary())
-    elif cur.prog and plan.action == _attach.NONE:
-        result["mode"] = cur.prog["mode"]
-    if module._diff:
-        result["diff"] = dict(
-            before=state_view(cur.prog and cur.prog["tag"],
-                              cur.prog and cur.prog["mode"], cur.ports,
-                              cur.flags),
-            after=state_view(result["tag"], result["mode"], ports,
-                             plan.flags),
-            before_header=ifname, after_header=ifname)
-
-
-def absent(module, host, result):
-    p = module.params
-    ifname, pin_dir, program = p["interface"], p["pin_dir"], p["program"]
-    cur = _attach.read_current(host, ifname, pin_dir, program)
-    detaching = cur.prog and (cur.ours or p["force"])
-    users = {}
-    if not p["keep_maps"] and cur.pins:
-        users = host.attached_map_ids(ifname if detaching else None)
-    entries = host.listdir(pin_dir) if cur.pin_dir_exists else []
-    plan = _attach.plan_absent(cur, ifname, pin_dir, program, p["force"],
-                               p["keep_maps"], users, entries)
-    for warning in plan.warnings:
-        module.warn(warning)
-    result.update(
-        changed=plan.changed,
-        action="detach" if plan.detach else "none",
-        mode=cur.prog and cur.prog["mode"] if not plan.detach else None,
-        detached=plan.detach, removed_maps=plan.remove_maps)
-    if module._diff:
-        result["diff"] = dict(
-            before=state_view(cur.prog and cur.prog["tag"],
-                              cur.prog and cur.prog["mode"], cur.ports,
-                              cur.flags),
-            after=state_view(None if plan.detach else
-                             cur.prog and cur.prog["tag"],
-                             result["mode"],
-                             None if plan.remove_maps else cur.ports,
-                             None if plan.remove_maps else cur.flags),
-            before_header=ifname, after_header=ifname)
-    if plan.changed and not module.check_mode:
-        _attach.apply_absent(host, plan, ifname, pin_dir)
-
-
 def main():
     module = build_module()
     p = module.params
@@ -447,9 +334,9 @@ def main():
     host = _attach.Host(module)
     try:
         if p["state"] == "present":
-            present(module, host, result)
+            _attach_run.present(module, host, result)
         else:
-            absent(module, host, result)
+            _attach_run.absent(module, host, result)
     except _attach.AttachError as e:
         fail(module, e, **result)
     except OSError as e:

@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A block or allow list kept on disk, so that a reboot loses no policy.
+
+Private to this collection. bpf_map_entry writes the whole list (both
+tries) after every change; the boot service puts it back into the new,
+empty maps. The file is one JSON header line, then per trie its keys and
+its values exactly as the kernel holds them, so a million entries are
+written and read without one Python object per entry.
+
+Expiry times are on CLOCK_BOOTTIME, which a reboot restarts: the header
+records the wall clock minus the boot clock at writing time, and a restore
+shifts every expiry by the difference, so a ttl keeps counting down across
+a reboot (entries that expired meanwhile are not restored).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import time
+
+from . import _abi, _files
+
+FORMAT = "vos-fastpath-list/1"
+
+
+class SnapshotError(ValueError):
+    """The file is unreadable or does not fit the maps."""
+
+
+def wall_minus_boot_ns():
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def body(tries_raw):
+    """The part of the file that changes only when the entries do."""
+    return b"".join(keys + values for keys, values in tries_raw)
+
+
+def render(list_name, tries, tries_raw):
+    """The whole file for the raw (keys, values) read from each trie."""
+    header = dict(format=FORMAT, list=list_name,
+                  wall_minus_boot_ns=wall_minus_boot_ns(),
+                  maps=[dict(name=t.name, key_size=t.key_size,
+                             value_size=t.value_size,
+                             count=len(keys) // t.key_size)
+                        for t, (keys, _values) in zip(tries, tries_raw)])
+    return json.dumps(header, sort_keys=True).encode() + b"\n" + \
+        body(tries_raw)
+
+
+def read(path):
+    """(header, body) of a snapshot file, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (IOError, OSError) as e:
+        if not os.path.exists(path):
+            return None
+        raise SnapshotError("Could not read %s (%s)." % (path, e.strerror))
+    head, sep, rest = data.partition(b"\n")
+    try:
+        header = json.loads(head.decode("utf-8"))
+    except ValueError:
+        header = None
+    if not sep or not isinstance(header, dict) or \
+            header.get("format") != FORMAT:
+        raise SnapshotError("%s is not a vos-fastpath list file." % path)
+    return header, rest
+
+
+def differs(path, tries_raw):
+    """Does the file hold other entries than these (or not exist)?"""
+    try:
+        found = read(path)
+    except SnapshotError:
+        return True
+    return found is None or found[1] != body(tries_raw)
+
+
+def save(path, list_name, tries, tries_raw):
+    """Write the file atomically (mode 0600, directory 0700)."""
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    _files.write_atomically(path, render(list_name, tries, tries_raw))
+    os.chmod(path, 0o600)
+
+
+def split(header, data):
+    """{trie name: (key_size, value_size, keys, values)} of a file."""
+    out = {}
+    offset = 0
+    for m in header["maps"]:
+        ksize, vsize, count = m["key_size"], m["value_size"], m["count"]
+        keys = data[offset:offset + count * ksize]
+        offset += count * ksize
+        values = data[offset:offset + count * vsize]
+        offset += count * vsize
+        if len(keys) != count * ksize or len(values) != count * vsize:
+            raise SnapshotError("The file is cut short in %s." % m["name"])
+        out[m["name"]] = (ksize, vsize, keys, values)
+    return out
+
+
+def shift_expiry(keys, values, ksize, vsize, delta_ns, now_ns):
+    """Keys and values with every expiry moved by delta_ns; entries that
+    have expired by now_ns are left out. Returns (keys, values, dropped)."""
+    if not any(_abi.ENTRY.unpack_from(values, i)[0]
+               for i in range(0, len(values), vsize)):
+        return keys, values, 0
+    out_keys, out_values = [], []
+    dropped = 0
+    for n, i in enumerate(range(0, len(values), vsize)):
+        expires, source, reserved = _abi.ENTRY.unpack_from(values, i)
+        if expires:
+            expires += delta_ns
+            if expires <= now_ns:
+                dropped += 1
+                continue
+        out_keys.append(keys[n * ksize:(n + 1) * ksize])
+        out_values.append(_abi.ENTRY.pack(expires, source, reserved))
+    return b"".join(out_keys), b"".join(out_values), dropped
+
+
+def restore(path, tries, now_ns):
+    """Put the file's entries into tries that are empty.
+
+    Returns {trie name: (restored, expired_dropped, kept_live)}: a trie that
+    already holds entries (the maps outlived whatever stopped the service)
+    is left as it is and counted as kept."""
+    found = read(path)
+    if found is None:
+        return {}
+    header, data = found
+    parts = split(header, data)
+    delta = header["wall_minus_boot_ns"] - wall_minus_boot_ns()
+    report = {}
+    for trie in tries:
+        if trie.name not in parts:
+            continue
+        ksize, vsize, keys, values = parts[trie.name]
+        if (ksize, vsize) != (trie.key_size, trie.value_size):
+            raise SnapshotError(
+                "%s holds %s entries of another layout (key %d, value %d "
+                "bytes)." % (path, trie.name, ksize, vsize))
+        live = trie.lookup_batch(chunk=65536)[0]
+        if live:
+            report[trie.name] = (0, 0, len(live) // trie.key_size)
+            continue
+        keys, values, dropped = shift_expiry(keys, values, ksize, vsize,
+                                             delta, now_ns)
+        if keys:
+            trie.update_batch(keys, values)
+        report[trie.name] = (len(keys) // ksize, dropped, 0)
+    return report
