@@ -82,7 +82,7 @@ def read_config(path):
         raise BootError("%s is not valid JSON (%s): deploy again to rewrite "
                         "it." % (path, e))
     for key in ("object", "pin_dir", "interfaces"):
-        if key not in config:
+        if not isinstance(config, dict) or key not in config:
             raise BootError("%s has no %r: deploy again to rewrite it."
                             % (path, key))
     return config

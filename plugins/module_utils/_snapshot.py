@@ -75,12 +75,48 @@ def read(path):
 
 
 def differs(path, tries_raw):
-    """Does the file hold other entries than these (or not exist)?"""
+    """Does the file hold other entries than these (or not exist)?
+
+    Expiry times are compared on the wall clock: a restore
+    at boot shifts them by the clocks' difference, which is not a change
+    of the list."""
     try:
         found = read(path)
-    except SnapshotError:
+        if found is None:
+            return True
+        header, data = found
+        if data == body(tries_raw):
+            return False
+        saved = split(header, data)
+    except (SnapshotError, KeyError, TypeError):
         return True
-    return found is None or found[1] != body(tries_raw)
+    if len(saved) != len(tries_raw):
+        return True
+    shift = header["wall_minus_boot_ns"] - wall_minus_boot_ns()
+    for (_ksize, vsize, keys, values), (now_keys, now_values) in zip(
+            saved.values(), tries_raw):
+        if keys != now_keys or len(values) != len(now_values):
+            return True
+        if values != now_values and not _same_values(values, now_values,
+                                                     vsize, shift):
+            return True
+    return False
+
+
+def _same_values(saved, now, vsize, shift_ns):
+    """Entry by entry: the same owner, and expiry within half a second once
+    the saved one is moved to this boot's clock (the clocks drift apart by
+    far less between a restore and the next run)."""
+    for i in range(0, len(saved), vsize):
+        if saved[i:i + vsize] == now[i:i + vsize]:
+            continue
+        old_expires, old_source, _r = _abi.ENTRY.unpack_from(saved, i)
+        new_expires, new_source, _r = _abi.ENTRY.unpack_from(now, i)
+        if old_source != new_source or not old_expires or not new_expires:
+            return False
+        if abs(old_expires + shift_ns - new_expires) > 5 * 10**8:
+            return False
+    return True
 
 
 def save(path, list_name, tries, tries_raw):

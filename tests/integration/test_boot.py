@@ -1,0 +1,277 @@
+"""vos-fastpath-boot on a real veth, installed as the fastpath role installs
+it and run with Debian's Python, which has no Ansible: after a simulated
+reboot it attaches the program and puts the saved lists back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.module_utils import _abi, _attach, _bpf, _facts, _lists
+from tests.integration.ansible_run import TARGET_PYTHON, run_module
+from tests.integration.conftest import REPO, ip
+
+SEC = 10**9
+# Wall clock time that passes while the host is "down", beyond the real
+# time the test takes: written into the blocklist file's header.
+DOWN_S = 20
+LIB_FILES = ["_abi", "_attach", "_attach_run", "_boot", "_bpf", "_build",
+             "_facts", "_files", "_lists", "_snapshot"]
+SETTINGS = {"block_all_ports": True, "shadow": True}
+SIP_PORTS = [5060, 5080]
+
+
+def install(lib: Path) -> Path:
+    """The boot command and its library, laid out as the role does."""
+    utils = lib / "ansible_collections" / "vos" / "fastpath" / "plugins" / \
+        "module_utils"
+    utils.mkdir(parents=True)
+    for name in LIB_FILES:
+        shutil.copyfile(REPO / "plugins" / "module_utils" / (name + ".py"),
+                        utils / (name + ".py"))
+    command = lib / "vos-fastpath-boot"
+    shutil.copyfile(REPO / "roles" / "fastpath" / "files" /
+                    "vos-fastpath-boot", command)
+    command.chmod(0o755)
+    return command
+
+
+def boot(argv: list[str], config: Path,
+         cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the boot command in a clean environment (no PYTHON* variables,
+    nothing of the repository on the import path)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    return subprocess.run([*argv, "--config", str(config), "--wait", "2"],
+                          cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def xdp(ifname: str) -> dict[str, Any] | None:
+    out = ip("-json", "link", "show", "dev", ifname).stdout
+    return _facts.attached_program(json.loads(out)[0])
+
+
+def detach_by_hand(ifname: str) -> None:
+    prog = xdp(ifname)
+    if prog:
+        ip("link", "set", "dev", ifname,
+           _attach.IP_KEYWORDS[prog["mode"]], "off")
+
+
+def fields(pin_dir: Path, kind: str) -> dict[str, tuple[int, int]]:
+    """Both tries of a list as {cidr: (expires_ns, source)}."""
+    out = {}
+    for family in ("v4", "v6"):
+        with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
+            for key, value in _lists.read_entries(m).fields().items():
+                out[_lists.key_text(key)] = value
+    return out
+
+
+def sip_ports(pin_dir: Path) -> list[int]:
+    with _bpf.Map.open_pinned(str(pin_dir / "sip_ports")) as m:
+        keys, values = m.lookup_batch()
+    return [_abi.U32.unpack_from(keys, 4 * i)[0]
+            for i in range(len(values)) if values[i]]
+
+
+def settings_flags(pin_dir: Path) -> int:
+    with _bpf.Map.open_pinned(str(pin_dir / "settings")) as m:
+        return _abi.SETTINGS.unpack(m.lookup(_abi.U32.pack(0)))[0]
+
+
+def map_id(pin_dir: Path, name: str) -> int:
+    with _bpf.Map.open_pinned(str(pin_dir / name)) as m:
+        return m.id
+
+
+def entry(pin_dir: Path, tmp_path: Path, kind: str, save_to: Path,
+          **args: Any) -> dict[str, Any]:
+    result = run_module("vos.fastpath.bpf_map_entry", {
+        "map": kind, "pin_dir": str(pin_dir), "save_to": str(save_to),
+        **args}, tmp_path)
+    assert result.get("failed") is not True, result
+    assert result["saved"] is True
+    return result
+
+
+def shift_header(path: Path, delta_ns: int) -> None:
+    """Move the wall-minus-boot offset a list file recorded."""
+    head, rest = path.read_bytes().split(b"\n", 1)
+    header = json.loads(head)
+    header["wall_minus_boot_ns"] += delta_ns
+    path.write_bytes(json.dumps(header, sort_keys=True).encode() + b"\n"
+                     + rest)
+
+
+@pytest.fixture
+def state(tmp_path: Path, built_object: Path) -> Path:
+    """A state directory holding the object, as the role deploys it."""
+    path = tmp_path / "state"
+    (path / "lists").mkdir(parents=True)
+    shutil.copyfile(built_object, path / "sip_logic.bpf.o")
+    return path
+
+
+@pytest.fixture
+def attached_veth(veth: str, pin_dir: Path) -> Iterator[str]:
+    """The veth, with whatever ends up attached detached afterwards."""
+    yield veth
+    detach_by_hand(veth)
+
+
+def test_target_python_has_no_ansible() -> None:
+    proc = subprocess.run([TARGET_PYTHON, "-c", "import ansible"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    assert "No module named 'ansible'" in proc.stderr
+
+
+def test_boot_after_a_reboot_attaches_and_restores_the_lists(
+        attached_veth: str, pin_dir: Path, state: Path,
+        tmp_path: Path) -> None:
+    veth = attached_veth
+    command = install(tmp_path / "lib")
+    lists = {"blocklist": state / "lists" / "blocklist.list",
+             "allowlist": state / "lists" / "allowlist.list"}
+    config = state / "boot.json"
+    config.write_text(json.dumps({
+        "object": str(state / "sip_logic.bpf.o"), "pin_dir": str(pin_dir),
+        "interfaces": [veth], "mode": "auto", "sip_ports": SIP_PORTS,
+        "settings": SETTINGS,
+        "lists": {k: str(v) for k, v in lists.items()}}))
+
+    # The deploy: attach with the defaults, fill and save the lists.
+    first = run_module("vos.fastpath.xdp_attach", {
+        "interface": veth, "object": str(state / "sip_logic.bpf.o"),
+        "pin_dir": str(pin_dir)}, tmp_path)
+    assert first["changed"] is True, first
+    assert (sip_ports(pin_dir), settings_flags(pin_dir)) == ([5060], 0)
+    block, allow = lists["blocklist"], lists["allowlist"]
+    entry(pin_dir, tmp_path, "blocklist", block, source="manual",
+          entries=["203.0.113.7", "198.51.100.0/24", "2001:db8:bad::/48"])
+    entry(pin_dir, tmp_path, "blocklist", block, source="long", ttl=3600,
+          entries=["203.0.113.60", "2001:db8::60"])
+    entry(pin_dir, tmp_path, "allowlist", allow, source="monitoring",
+          entries=["192.0.2.20", "2001:db8::20"])
+    entry(pin_dir, tmp_path, "allowlist", allow, source="visit", ttl=3600,
+          entries=["192.0.2.21"])
+    entry(pin_dir, tmp_path, "blocklist", block, source="short", ttl=1,
+          entries=["203.0.113.61"])
+    short_expiry = fields(pin_dir, "block")["203.0.113.61/32"][0]
+    while _lists.boot_ns() <= short_expiry + SEC // 10:
+        time.sleep(0.1)
+    before_block = fields(pin_dir, "block")
+    before_allow = fields(pin_dir, "allow")
+    assert len(before_block) == 6 and len(before_allow) == 3
+    # The host is down for DOWN_S more: its wall clock runs on, the new
+    # boot clock starts over.
+    shift_header(block, -DOWN_S * SEC)
+
+    # The reboot: no program, no pins, no tag cache.
+    detach_by_hand(veth)
+    assert xdp(veth) is None
+    shutil.rmtree(pin_dir)
+    Path(_attach.TAG_CACHE).unlink(missing_ok=True)
+
+    proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines == [
+        "%s: attached (native mode)" % veth,
+        "allowlist: 3 entries restored, 0 expired while down",
+        "blocklist: 5 entries restored, 1 expired while down"]
+
+    prog = xdp(veth)
+    assert prog is not None and prog["name"] == _abi.PROGRAM_NAME
+    assert prog["mode"] == "native"
+    used = set(_facts.program_map_ids(prog["id"]))
+    assert {map_id(pin_dir, n) for n in ("block_v4", "block_v6",
+                                         "allow_v4", "allow_v6",
+                                         "settings", "sip_ports")} <= used
+    assert sip_ports(pin_dir) == SIP_PORTS
+    assert settings_flags(pin_dir) == _attach.settings_to_flags(
+        dict(_attach.SETTINGS_DEFAULTS, **SETTINGS))
+    assert settings_flags(pin_dir) == _abi.FP_BLOCK_ALL_PORTS | _abi.FP_SHADOW
+
+    now = _lists.boot_ns()
+    after_block = fields(pin_dir, "block")
+    assert set(after_block) == set(before_block) - {"203.0.113.61/32"}
+    for cidr, (expires, source) in after_block.items():
+        old_expires, old_source = before_block[cidr]
+        assert source == old_source, cidr
+        if not old_expires:
+            assert expires == 0, cidr
+        else:       # ttl kept, less the time the host was down
+            assert abs(expires - (old_expires - DOWN_S * SEC)) < SEC // 10
+            assert expires > now + 3000 * SEC
+    assert after_block["203.0.113.60/32"][0] > 0
+    after_allow = fields(pin_dir, "allow")
+    assert set(after_allow) == set(before_allow)
+    for cidr, (expires, source) in after_allow.items():
+        assert source == before_allow[cidr][1]
+        assert abs(expires - before_allow[cidr][0]) < SEC // 10, cidr
+    assert after_allow["192.0.2.21/32"][0] > now
+
+    # A second run (the script itself, by its #! line) changes nothing.
+    prog_id = prog["id"]
+    again = boot([str(command)], config, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines() == [
+        "%s: already attached (native mode)" % veth,
+        "allowlist: 0 entries restored, 0 expired while down, 3 live "
+        "entries kept",
+        "blocklist: 0 entries restored, 0 expired while down, 5 live "
+        "entries kept"]
+    assert xdp(veth)["id"] == prog_id
+    assert fields(pin_dir, "block") == after_block
+    assert fields(pin_dir, "allow") == after_allow
+    assert sip_ports(pin_dir) == SIP_PORTS
+
+
+def test_boot_without_a_saved_list_says_so(
+        attached_veth: str, pin_dir: Path, state: Path,
+        tmp_path: Path) -> None:
+    command = install(tmp_path / "lib")
+    config = state / "boot.json"
+    missing = state / "lists" / "blocklist.list"
+    config.write_text(json.dumps({
+        "object": str(state / "sip_logic.bpf.o"), "pin_dir": str(pin_dir),
+        "interfaces": [attached_veth], "lists": {"blocklist": str(missing)}}))
+    proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[1:] == [
+        "blocklist: nothing saved in %s" % missing]
+    assert sip_ports(pin_dir) == [5060]
+    assert settings_flags(pin_dir) == 0
+    assert fields(pin_dir, "block") == {}
+
+
+def test_missing_object_fails_naming_it_and_attaches_nothing(
+        attached_veth: str, pin_dir: Path, state: Path,
+        tmp_path: Path) -> None:
+    command = install(tmp_path / "lib")
+    gone = state / "gone.bpf.o"
+    config = state / "boot.json"
+    config.write_text(json.dumps({
+        "object": str(gone), "pin_dir": str(pin_dir),
+        "interfaces": [attached_veth], "lists": {}}))
+    proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stdout.splitlines()
+              if line.startswith("error: ")]
+    assert errors == [
+        "error: %s: The object %s does not exist on this host: build it "
+        "with 'make' and copy it here first." % (attached_veth, gone)]
+    assert xdp(attached_veth) is None
+    assert os.listdir(pin_dir) == []
