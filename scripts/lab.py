@@ -1,15 +1,20 @@
-"""The data plane at work, in a lab that lives for a few seconds.
+"""The lab of the README's demo: one SIP edge and its clients, on this machine.
 
 A network namespace `fp-lab-client` holds four clients; a veth pair joins it
-to `fp-lab0` (198.51.100.1, the "SIP server") in the root namespace, where
-the XDP program runs with its default settings. A short, bounded burst of
-SIP and non-SIP packets goes from the clients to the server; the program's
-counters and the server's UDP socket then show what was dropped and what got
-through. Everything the lab created is removed at the end, whatever happens.
+to `fp-lab0` (198.51.100.1, the "SIP server") in the root namespace. The
+demo deploys the collection onto fp-lab0 with its playbooks
+(inventories/lab.yml), and this script sends the clients' traffic:
 
-Run as root through `sudo ./scripts/demo.sh` (it builds the program and sets
-PYTHONPATH to the repository). `lab.py send` is the sender half, which lab.py
-itself runs inside the namespace.
+  lab.py up      create the namespace and the veth pair
+  lab.py burst   send a short, bounded burst of SIP and non-SIP packets and
+                 check the program's counters and what reached the server's
+                 UDP socket against the plan (blocklisted 198.51.100.66,
+                 allowlisted 198.51.100.20, stealth on)
+  lab.py down    remove everything the lab created; safe to repeat
+  lab.py send    the sender half of burst, run inside the namespace
+
+Run as root through `./scripts/demo.sh` (it sets PYTHONPATH to the
+repository).
 """
 
 from __future__ import annotations
@@ -27,10 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.module_utils import _abi, _bpf, _counters
+from plugins.module_utils import _counters
 
-REPO = Path(__file__).resolve().parents[1]
-OBJECT = REPO / "build" / "sip_logic.bpf.o"
 PIN_DIR = Path("/sys/fs/bpf/vos_fastpath_lab")
 NETNS = "fp-lab-client"
 SERVER_IF, CLIENT_IF = "fp-lab0", "fp-lab1"
@@ -38,7 +41,6 @@ SERVER_MAC, CLIENT_MAC = "02:00:5e:10:00:01", "02:00:5e:10:00:02"
 SERVER_IP = "198.51.100.1"
 SUBNET = ipaddress.ip_network("198.51.100.0/24")
 SIP_PORT = 5060
-LAB_SOURCE_TAG = 0x1AB      # fp_entry.source of the lab's list entries
 WAIT_S = 5.0                # link up / program load bound
 DRAIN_IDLE_S = 0.5          # the server socket is idle this long: all is in
 
@@ -127,23 +129,16 @@ def in_netns(*argv: str) -> list[str]:
     return ["ip", "netns", "exec", NETNS, *argv]
 
 
-def bpftool() -> str:
-    path = shutil.which("bpftool") or "/usr/sbin/bpftool"
-    if not os.access(path, os.X_OK):
-        raise LabError("bpftool not found: run scripts/setup.sh first.")
-    return path
-
-
 def say(message: str) -> None:
     print("lab: " + message, flush=True)
 
 
 # -- the lab: network ----------------------------------------------------
 
-def remove_lab(xdp_mode: str | None = None) -> None:
+def remove_lab() -> None:
     """Remove whatever a run of the lab left, quietly; safe to repeat."""
     if Path("/sys/class/net", SERVER_IF).exists():
-        for mode in ([xdp_mode] if xdp_mode else ["xdpdrv", "xdpgeneric"]):
+        for mode in ("xdpdrv", "xdpgeneric"):
             run("ip", "link", "set", "dev", SERVER_IF, mode, "off",
                 check=False)
         run("ip", "link", "del", SERVER_IF, check=False)
@@ -216,48 +211,10 @@ def wait_link_up() -> None:
 # -- the lab: program ----------------------------------------------------
 
 def check_prerequisites() -> None:
-    """Everything the lab needs that it does not create itself."""
-    if not OBJECT.exists():
-        raise LabError("%s is missing: run make first." % OBJECT)
-    if not os.path.ismount("/sys/fs/bpf"):
-        raise LabError("bpffs is not mounted on /sys/fs/bpf: run "
-                       "scripts/setup.sh first.")
-    bpftool()
-
-
-def load_program() -> None:
-    PIN_DIR.mkdir(parents=True)
-    run(bpftool(), "prog", "load", str(OBJECT), str(PIN_DIR / "prog"),
-        "type", "xdp", "pinmaps", str(PIN_DIR))
-
-
-def lpm_v4_key(addr: str) -> bytes:
-    return _abi.LPM_V4_KEY.pack(32, ipaddress.IPv4Address(addr).packed)
-
-
-def configure_maps() -> None:
-    """sip_ports {5060}, the monitoring host allowed, the attacker blocked;
-    `settings` stays zero: the defaults (stealth on, enforcing)."""
-    entry = _abi.ENTRY.pack(0, LAB_SOURCE_TAG, 0)
-    with _bpf.Map.open_pinned(str(PIN_DIR / "sip_ports")) as m:
-        m.update(_abi.U32.pack(SIP_PORT), _abi.U8.pack(1))
-    with _bpf.Map.open_pinned(str(PIN_DIR / "allow_v4")) as m:
-        m.update(lpm_v4_key(MONITOR.addr), entry)
-    with _bpf.Map.open_pinned(str(PIN_DIR / "block_v4")) as m:
-        m.update(lpm_v4_key(ATTACKER.addr), entry)
-
-
-def attach_xdp() -> str:
-    """Attach natively, else in generic mode; return the mode used."""
-    errors = []
-    for mode in ("xdpdrv", "xdpgeneric"):
-        proc = run("ip", "link", "set", "dev", SERVER_IF, mode, "pinned",
-                   str(PIN_DIR / "prog"), check=False)
-        if proc.returncode == 0:
-            return mode
-        errors.append("%s: %s" % (mode, proc.stderr.strip() or "refused"))
-    raise LabError("XDP attach to %s refused in both modes (%s)." % (
-        SERVER_IF, "; ".join(errors)))
+    """The counters the burst is checked against."""
+    if not (PIN_DIR / "stats").exists():
+        raise LabError("No program maps under %s: deploy the lab first "
+                       "(./scripts/demo.sh does)." % PIN_DIR)
 
 
 # -- traffic -------------------------------------------------------------
@@ -342,6 +299,16 @@ def expected_counters() -> dict[str, dict[str, int]]:
     return expect
 
 
+def counter_delta(before: _counters.Counters,
+                  after: _counters.Counters) -> _counters.Counters:
+    """What the burst added to each counter."""
+    return {map_name: {name: {key: after[map_name][name][key]
+                              - before[map_name][name][key]
+                              for key in ("packets", "bytes")}
+                       for name in names}
+            for map_name, names in after.items()}
+
+
 def counter_mismatches(counters: _counters.Counters) -> list[str]:
     return ["%s %s: %d, expected %d" % (map_name, name,
                                         counters[map_name][name]["packets"], n)
@@ -370,9 +337,6 @@ def report(counters: _counters.Counters,
     mismatches = counter_mismatches(counters) + [
         "%s at the SIP socket: %d, expected %d" % (addr, got[addr], want[addr])
         for addr in sorted(set(sent) | set(got)) if got[addr] != want[addr]]
-    print()
-    print(_counters.format_table(counters))
-    print()
     print("reached the SIP server socket %s:%d: %d of %d sent" % (
         SERVER_IP, SIP_PORT, sum(got.values()), sum(sent.values())))
     print("  " + ", ".join("%s %d of %d" % (h.role, got[h.addr], sent[h.addr])
@@ -386,36 +350,36 @@ def report(counters: _counters.Counters,
 
 # -- main ----------------------------------------------------------------
 
-def run_lab() -> bool:
+def lab_up() -> bool:
+    remove_lab()
+    check_subnet_free()
+    create_network()
+    wait_link_up()
+    say("namespace %s (%s) <-veth-> %s %s (the SIP edge)" % (
+        NETNS, CLIENT_IF, SERVER_IF, SERVER_IP))
+    return True
+
+
+def lab_burst() -> bool:
     check_prerequisites()
-    xdp_mode = None
-    try:
-        remove_lab()
-        check_subnet_free()
-        create_network()
-        say("namespace %s (%s) <-veth-> %s %s (SIP server)" % (
-            NETNS, CLIENT_IF, SERVER_IF, SERVER_IP))
-        load_program()
-        configure_maps()
-        say("loaded %s, maps pinned in %s" % (OBJECT.relative_to(REPO),
-                                              PIN_DIR))
-        say("sip_ports %d, allow_v4 %s/32, block_v4 %s/32" % (
-            SIP_PORT, MONITOR.addr, ATTACKER.addr))
-        xdp_mode = attach_xdp()
-        wait_link_up()
-        say("XDP attached to %s in %s mode (%s), default settings" % (
-            SERVER_IF, "native" if xdp_mode == "xdpdrv" else "generic",
-            xdp_mode))
-        print_plan()
-        with open_sip_socket() as sock:
-            send_from_netns()
-            got = drain(sock)
-        return report(_counters.read_counters(str(PIN_DIR)), got)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)   # let removal finish
-        remove_lab(xdp_mode)
-        report_removal()
+    before = _counters.read_counters(str(PIN_DIR))
+    print_plan()
+    with open_sip_socket() as sock:
+        send_from_netns()
+        got = drain(sock)
+    after = _counters.read_counters(str(PIN_DIR))
+    return report(counter_delta(before, after), got)
+
+
+def lab_down() -> bool:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)   # let removal finish
+    remove_lab()
+    report_removal()
+    return True
+
+
+COMMANDS = {"up": lab_up, "burst": lab_burst, "down": lab_down}
 
 
 def terminate(signum: int, _frame: object) -> None:
@@ -425,13 +389,16 @@ def terminate(signum: int, _frame: object) -> None:
 def main(argv: list[str]) -> int:
     if argv[1:] == ["send"]:
         return sender_main()
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        print("usage: lab.py up|burst|down", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("lab: run as root: sudo ./scripts/demo.sh", file=sys.stderr)
         return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, terminate)
     try:
-        ok = run_lab()
+        ok = COMMANDS[argv[1]]()
     except (LabError, OSError) as e:
         print("lab: error: %s" % e, file=sys.stderr)
         return 1
