@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every test: set-up, build, lint, then the whole pytest suite (unit tests,
+# Every test: set-up, build, lint (ruff, ansible-lint, ansible-test sanity), then the whole pytest suite (unit tests,
 # the data plane against its model through BPF_PROG_TEST_RUN, kernel tests).
 # Fails when any test fails or when no test ran.
 set -euo pipefail
@@ -12,6 +12,9 @@ make -s
 
 echo "[test] ruff"
 .venv/bin/ruff check .
+
+echo "[test] ansible-lint (production profile)"
+.venv/bin/ansible-lint --offline -q
 
 echo "[test] ansible-test sanity"
 ./scripts/sanity.sh

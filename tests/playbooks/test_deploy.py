@@ -227,6 +227,11 @@ def test_teardown_detaches_and_keeps_the_saved_lists(fleet_factory):
     assert_ok(again)
     assert again.total("changed") == 0
 
+    # A new deploy puts the kept lists into its new maps.
+    assert_ok(run_playbook("deploy.yml", inventory))
+    assert "203.0.113.7/32" in host.entries("blocklist")
+    assert_ok(run_playbook("teardown.yml", inventory))
+
     assert_ok(run_playbook("teardown.yml", inventory, extra_vars={
         "fastpath_remove_state": True}))
     assert not host.state_dir.exists()
