@@ -50,7 +50,7 @@ class Task:
         self.out = out
 
     def warn(self, msg):
-        print("warning: %s" % msg, file=self.out)
+        say(self.out, "warning: %s" % msg)
 
     def get_bin_path(self, name, required=False, opt_dirs=None):
         path = shutil.which(name, path=os.pathsep.join(
@@ -76,8 +76,8 @@ def read_config(path):
             config = json.load(f)
     except (IOError, OSError) as e:
         raise BootError("Could not read %s (%s): deploy with the "
-                        "vos.fastpath.fastpath role first." % (path,
-                                                              e.strerror))
+                        "vos.fastpath.fastpath role first."
+                        % (path, e.strerror))
     except ValueError as e:
         raise BootError("%s is not valid JSON (%s): deploy again to rewrite "
                         "it." % (path, e))
@@ -138,54 +138,65 @@ def attach(config, name, out, wait):
         result.get("mode"))
 
 
-def restore_lists(config, out):
-    lines = []
-    for list_name, path in sorted((config.get("lists") or {}).items()):
+def restore_list(config, list_name, path):
+    """One line saying what was restored into one list."""
+    try:
         tries = _lists.open_pair(config["pin_dir"], list_name)
-        try:
-            report = _snapshot.restore(path, tries, _lists.boot_ns())
-        finally:
-            for trie in tries:
-                trie.close()
-        if not report:
-            lines.append("%s: nothing saved in %s" % (list_name, path))
-            continue
-        restored = sum(r[0] for r in report.values())
-        expired = sum(r[1] for r in report.values())
-        kept = sum(r[2] for r in report.values())
-        lines.append("%s: %d entries restored, %d expired while down%s"
-                     % (list_name, restored, expired,
-                        ", %d live entries kept" % kept if kept else ""))
-    return lines
+    except _lists.ListError as e:
+        raise BootError("%s: %s" % (list_name, e))
+    try:
+        report = _snapshot.restore(path, tries, _lists.boot_ns())
+    except _snapshot.SnapshotError as e:
+        raise BootError("%s: %s Deploy again, or remove the file, to save "
+                        "the list anew." % (list_name, e))
+    finally:
+        for trie in tries:
+            trie.close()
+    if not report:
+        return "%s: nothing saved in %s" % (list_name, path)
+    restored = sum(r[0] for r in report.values())
+    expired = sum(r[1] for r in report.values())
+    kept = sum(r[2] for r in report.values())
+    if kept:
+        return "%s: %d live entries kept, nothing to restore" % (list_name,
+                                                                kept)
+    return "%s: %d entries restored, %d expired while down" % (
+        list_name, restored, expired)
 
 
-def run(config_path, out=sys.stdout, wait=INTERFACE_WAIT_S):
-    """Returns the exit status: 0 when everything is in place."""
+def say(out, line):
+    out.write(line + "\n")
+    out.flush()
+
+
+def run(config_path, out=None, err=None, wait=INTERFACE_WAIT_S):
+    """Returns the exit status: 0 when everything is in place. Each
+    interface and each list is done on its own: one failure does not keep
+    the others from coming back."""
+    out, err = out or sys.stdout, err or sys.stderr
     config = read_config(config_path)
     task = Task({}, out)
     if mount_bpffs(task, config["pin_dir"]):
-        print("mounted bpffs on %s" % BPFFS, file=out)
+        say(out, "mounted bpffs on %s" % BPFFS)
     failures = 0
-    for interface in config["interfaces"]:
+    steps = [(attach, (config, name, out, wait))
+             for name in config["interfaces"]]
+    steps += [(restore_list, (config, list_name, path))
+              for list_name, path in sorted(
+                  (config.get("lists") or {}).items())]
+    for step, args in steps:
         try:
-            print(attach(config, interface, out, wait), file=out)
+            say(out, step(*args))
         except BootError as e:
-            print("error: %s" % e, file=out)
+            say(err, "error: %s" % e)
             failures += 1
-    try:
-        for line in restore_lists(config, out):
-            print(line, file=out)
-    except (_lists.ListError, _snapshot.SnapshotError) as e:
-        print("error: %s Deploy again to rewrite it." % e, file=out)
-        failures += 1
-    except OSError as e:
-        print("error: restoring the lists failed (%s): run as root." % e,
-              file=out)
-        failures += 1
+        except OSError as e:
+            say(err, "error: %s: run as root, with bpffs mounted." % e)
+            failures += 1
     return 1 if failures else 0
 
 
-def main(argv=None):
+def main(argv=None, out=None, err=None):
     parser = argparse.ArgumentParser(
         prog="vos-fastpath-boot",
         description="Attach the vos.fastpath XDP program and restore its "
@@ -195,12 +206,11 @@ def main(argv=None):
     parser.add_argument("--wait", type=int, default=INTERFACE_WAIT_S,
                         help="seconds to wait for each interface")
     args = parser.parse_args(argv)
+    out, err = out or sys.stdout, err or sys.stderr
     try:
-        return run(args.config, wait=args.wait)
+        return run(args.config, out=out, err=err, wait=args.wait)
     except BootError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        say(err, "error: %s" % e)
     except OSError as e:
-        print("error: %s: run as root." % e, file=sys.stderr)
-        return 1
-
+        say(err, "error: %s: run as root." % e)
+    return 1

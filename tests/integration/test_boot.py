@@ -38,8 +38,11 @@ def install(lib: Path) -> Path:
         shutil.copyfile(REPO / "plugins" / "module_utils" / (name + ".py"),
                         utils / (name + ".py"))
     command = lib / "vos-fastpath-boot"
-    shutil.copyfile(REPO / "roles" / "fastpath" / "files" /
-                    "vos-fastpath-boot", command)
+    template = REPO / "roles" / "fastpath" / "templates" / \
+        "vos-fastpath-boot.j2"
+    shebang, managed, rest = template.read_text().split("\n", 2)
+    assert shebang == "#!{{ __fastpath_python }}"
+    command.write_text("#!%s\n# managed\n%s" % (TARGET_PYTHON, rest))
     command.chmod(0o755)
     return command
 
@@ -229,10 +232,8 @@ def test_boot_after_a_reboot_attaches_and_restores_the_lists(
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.splitlines() == [
         "%s: already attached (native mode)" % veth,
-        "allowlist: 0 entries restored, 0 expired while down, 3 live "
-        "entries kept",
-        "blocklist: 0 entries restored, 0 expired while down, 5 live "
-        "entries kept"]
+        "allowlist: 3 live entries kept, nothing to restore",
+        "blocklist: 5 live entries kept, nothing to restore"]
     assert xdp(veth)["id"] == prog_id
     assert fields(pin_dir, "block") == after_block
     assert fields(pin_dir, "allow") == after_allow
@@ -268,8 +269,7 @@ def test_missing_object_fails_naming_it_and_attaches_nothing(
         "interfaces": [attached_veth], "lists": {}}))
     proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
     assert proc.returncode == 1
-    errors = [line for line in proc.stdout.splitlines()
-              if line.startswith("error: ")]
+    errors = proc.stderr.splitlines()
     assert errors == [
         "error: %s: The object %s does not exist on this host: build it "
         "with 'make' and copy it here first." % (attached_veth, gone)]

@@ -140,4 +140,3 @@ def list_file(path: Path, count: int, first: str = "203.0.113.0") -> Path:
               for i in range(count - 1)]
     path.write_text("\n".join(lines) + "\n")
     return path
-

@@ -287,7 +287,7 @@ def test_tuning_refuses_offline_cpus(host_state: None,
                                      sip_server: tuple[Child, Child],
                                      inventory: Path,
                                      tmp_path: Path) -> None:
-    server, _ = sip_server
+    server = sip_server[0]
     result = run_playbook("tuning.yml", inventory, extra_vars={
         "tuning_sysctl_file": str(tmp_path / "sysctl.conf"),
         "tuning_systemd_dir": str(tmp_path),

@@ -70,7 +70,7 @@ def send(interface: str, out: list[tuple[bytes, int]]) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind((interface, 0))
         for frame, count in out:
-            for _ in range(count):
+            for _sent in range(count):
                 s.send(frame)
 
 

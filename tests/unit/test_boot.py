@@ -70,8 +70,8 @@ def test_missing_key_is_named(tmp_path: Path, missing: str) -> None:
     with pytest.raises(_boot.BootError) as err:
         _boot.read_config(str(path))
     msg = str(err.value)
-    assert msg == "%s has no '%s': deploy again to rewrite it." % (path,
-                                                                  missing)
+    assert msg == ("%s has no '%s': deploy again to rewrite it."
+                   % (path, missing))
     assert one_sentence(msg)
 
 

@@ -63,8 +63,8 @@ def test_format_cpu_list(cpus: set[int], text: str) -> None:
 
 def test_format_and_parse_round_trip() -> None:
     rng = random.Random(7)
-    for _ in range(300):
-        cpus = {rng.randrange(64) for _ in range(rng.randrange(1, 20))}
+    for _round in range(300):
+        cpus = {rng.randrange(64) for _cpu in range(rng.randrange(1, 20))}
         text = _cpus.format_cpu_list(cpus)
         assert _cpus.parse_cpu_list(text) == cpus
         # Shortest form: no two ranges could be merged.

@@ -51,10 +51,10 @@ def value(expires: int = 0, source: int = TAG) -> bytes:
 
 def pair(v4: dict[str, bytes] | None = None,
          v6: dict[str, bytes] | None = None) -> list[FakeTrie]:
-    return [FakeTrie("block_v4", 8, contents={
-                key(c): v for c, v in (v4 or {}).items()}),
-            FakeTrie("block_v6", 20, contents={
-                key(c): v for c, v in (v6 or {}).items()})]
+    return [FakeTrie("block_v4", 8,
+                     contents={key(c): v for c, v in (v4 or {}).items()}),
+            FakeTrie("block_v6", 20,
+                     contents={key(c): v for c, v in (v6 or {}).items()})]
 
 
 def raw(tries: list[FakeTrie]) -> list[tuple[bytes, bytes]]:
