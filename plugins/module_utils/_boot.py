@@ -158,8 +158,8 @@ def restore_list(config, list_name, path):
     expired = sum(r[1] for r in report.values())
     kept = sum(r[2] for r in report.values())
     if kept:
-        return "%s: %d live entries kept, nothing to restore" % (list_name,
-                                                                kept)
+        return "%s: %d live entries kept, nothing to restore" % (
+            list_name, kept)
     return "%s: %d entries restored, %d expired while down" % (
         list_name, restored, expired)
 

@@ -41,7 +41,7 @@ def install(lib: Path) -> Path:
     template = REPO / "roles" / "fastpath" / "templates" / \
         "vos-fastpath-boot.j2"
     shebang, managed, rest = template.read_text().split("\n", 2)
-    assert shebang == "#!{{ __fastpath_python }}"
+    assert shebang == "{{ '#!' ~ __fastpath_python }}"
     command.write_text("#!%s\n# managed\n%s" % (TARGET_PYTHON, rest))
     command.chmod(0o755)
     return command
