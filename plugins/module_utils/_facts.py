@@ -81,11 +81,13 @@ def bpf_syscall_usable():
 
 
 def jit_enabled(path=JIT_SYSCTL):
+    """True or False; None when the sysctl is not visible, as in a
+    container: the kernel shows it in the initial network namespace only."""
     try:
         with open(path) as f:
             return f.read().strip() != "0"
     except OSError:
-        return False
+        return None
 
 
 def bpffs_mounted(mountpoint=BPFFS, mounts="/proc/mounts"):
@@ -247,7 +249,7 @@ def problems(facts, syscall_error=None):
             "bpf_syscall", "The bpf() system call failed (%s): run as root "
             "(or with CAP_BPF and CAP_NET_ADMIN) on a kernel built with "
             "CONFIG_BPF_SYSCALL=y." % syscall_error))
-    if not facts["jit_enabled"]:
+    if facts["jit_enabled"] is False:
         found.append(problem(
             "jit", "The BPF JIT is off: enable it with "
             "'sysctl -w net.core.bpf_jit_enable=1'."))

@@ -115,7 +115,10 @@ ansible_facts:
           description: Whether a map could be created through C(bpf).
           type: bool
         jit_enabled:
-          description: Whether the BPF JIT is on.
+          description:
+            - Whether the BPF JIT is on; V(null) when its sysctl is not
+              visible (a container's network namespace), which is not
+              counted as a problem.
           type: bool
         bpffs_mounted:
           description: Whether bpffs is mounted on C(/sys/fs/bpf).

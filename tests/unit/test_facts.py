@@ -133,3 +133,16 @@ def test_module_reports_without_failing_by_default() -> None:
     result = run_main({}, facts)
     assert not result.get("failed")
     assert result["changed"] is False
+
+
+def test_jit_sysctl_hidden_in_a_container_is_not_a_problem(tmp_path):
+    assert _facts.jit_enabled(str(tmp_path / "absent")) is None
+    (tmp_path / "off").write_text("0\n")
+    assert _facts.jit_enabled(str(tmp_path / "off")) is False
+    (tmp_path / "on").write_text("1\n")
+    assert _facts.jit_enabled(str(tmp_path / "on")) is True
+    facts = ready_facts()
+    facts["jit_enabled"] = None
+    assert _facts.problems(facts) == []
+    facts["jit_enabled"] = False
+    assert [p["name"] for p in _facts.problems(facts)] == ["jit"]
