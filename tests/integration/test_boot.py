@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
+import yaml
 
 from plugins.module_utils import _abi, _attach, _bpf, _facts, _lists
 from tests.integration.ansible_run import TARGET_PYTHON, run_module
@@ -23,26 +25,30 @@ SEC = 10**9
 # Wall clock time that passes while the host is "down", beyond the real
 # time the test takes: written into the blocklist file's header.
 DOWN_S = 20
-LIB_FILES = ["_abi", "_attach", "_attach_run", "_boot", "_bpf", "_build",
-             "_facts", "_files", "_lists", "_snapshot"]
+# The module_utils the role bundles into the boot command.
+LIB_FILES = yaml.safe_load(
+    (REPO / "roles" / "fastpath" / "vars" / "main.yml").read_text()
+)["__fastpath_module_utils_files"]
 SETTINGS = {"block_all_ports": True, "shadow": True}
 SIP_PORTS = [5060, 5080]
 
 
 def install(lib: Path) -> Path:
-    """The boot command and its library, laid out as the role does."""
-    utils = lib / "ansible_collections" / "vos" / "fastpath" / "plugins" / \
-        "module_utils"
-    utils.mkdir(parents=True)
-    for name in LIB_FILES:
-        shutil.copyfile(REPO / "plugins" / "module_utils" / (name + ".py"),
-                        utils / (name + ".py"))
-    command = lib / "vos-fastpath-boot"
+    """The boot command as the role renders it: one file carrying the
+    collection code it runs."""
     template = REPO / "roles" / "fastpath" / "templates" / \
         "vos-fastpath-boot.j2"
-    shebang, managed, rest = template.read_text().split("\n", 2)
-    assert shebang == "{{ '#!' ~ __fastpath_python }}"
-    command.write_text("#!%s\n# managed\n%s" % (TARGET_PYTHON, rest))
+    utils = REPO / "plugins" / "module_utils"
+    env = jinja2.Environment(keep_trailing_newline=True)
+    env.filters["to_json"] = json.dumps
+    text = env.from_string(template.read_text()).render(
+        __fastpath_python=TARGET_PYTHON, ansible_managed="managed",
+        __fastpath_module_utils=str(utils),
+        __fastpath_module_utils_files=LIB_FILES,
+        lookup=lambda kind, path, rstrip=True: Path(path).read_text())
+    lib.mkdir(parents=True, exist_ok=True)
+    command = lib / "vos-fastpath-boot"
+    command.write_text(text)
     command.chmod(0o755)
     return command
 
