@@ -231,7 +231,8 @@ def write_docs(text: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6])
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
