@@ -62,7 +62,8 @@ def remove_fleet() -> None:
 
 def create_fleet(size: int) -> list[str]:
     remove_fleet()
-    if subprocess.run(["podman", "network", "exists", NETWORK]).returncode:
+    if subprocess.run(["podman", "network", "exists", NETWORK],
+                      check=False).returncode:
         podman("network", "create", "--subnet", SUBNET, NETWORK)
     names = []
     for i in range(1, size + 1):
@@ -76,7 +77,7 @@ def create_fleet(size: int) -> list[str]:
     for name in names:       # systemd up: podman exec works from here on
         deadline = time.monotonic() + 60
         while subprocess.run(["podman", "exec", name, "true"],
-                             capture_output=True).returncode:
+                             capture_output=True, check=False).returncode:
             if time.monotonic() > deadline:
                 raise RuntimeError("%s did not start" % name)
             time.sleep(0.5)
@@ -104,7 +105,7 @@ def playbook(book: str, inv: Path, *extra: str) -> float:
             str(REPO / "playbooks" / book), *extra]
     start = time.monotonic()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                          cwd=REPO)
+                          cwd=REPO, check=False)
     took = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (book, proc.stdout[-4000:]))
