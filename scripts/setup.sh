@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian 12 machine (run as root):
-# Debian packages, the pinned Python virtual environment, bpffs, and the
-# collection link that lets playbooks and ansible-doc use this checkout.
+# Debian packages, the pinned Python virtual environment, bpffs, the
+# collection link that lets playbooks and ansible-doc use this checkout,
+# and podman with the base image of the molecule scenarios.
 # A second run only checks and takes seconds.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ DEBIAN_PACKAGES=(
 	python3 python3-venv
 	xdp-tools ipset nftables
 	tcpreplay hping3
+	podman runc debootstrap
 )
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -71,5 +73,24 @@ for version in 24_2; do
 		cp "$ROOT/scripts/get_pip_offline.py" "$cache"
 	fi
 done
+
+# podman for the molecule scenarios: runc (crun refuses this kind of
+# host's hybrid cgroups) and ulimits under the host's hard limits.
+containers_conf=/etc/containers/containers.conf
+want_conf='# Written by the vos.fastpath set-up (scripts/setup.sh).
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"'
+if [[ "$(cat "$containers_conf" 2>/dev/null)" != "$want_conf" ]]; then
+	say "configuring podman ($containers_conf)"
+	mkdir -p "$(dirname "$containers_conf")"
+	printf '%s\n' "$want_conf" >"$containers_conf"
+fi
+
+# The image of every molecule host, built from Debian's packages here
+# (no registry is needed); rebuilt only when its package list changes.
+"$ROOT/molecule/image/build.sh"
 
 say "ready"
