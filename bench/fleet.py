@@ -34,13 +34,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.docs_section import write_section  # noqa: E402
+
 IMAGE = "localhost/vos-fastpath-base"
 NETWORK, SUBNET = "vos-fp-bench", "198.18.101.0/24"
 PREFIX = "fp-bench-"
 SYNC_ENTRIES = 100_000
 ORIGINAL_ENTRIES = 2_000
 PIN_DIR = "/sys/fs/bpf/vos_fastpath"
-DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- fleet:begin -->", "<!-- fleet:end -->"
 
 
@@ -219,16 +222,9 @@ def table(results: dict) -> str:
 
 
 def write_docs(text: str) -> None:
-    doc = DOCS.read_text()
-    block = "%s\n%s\n%s" % (BEGIN, text, END)
-    if BEGIN in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + block + rest.split(END, 1)[1]
-    else:
-        doc += "\n## Fleet: deploy and sync across containers\n\n" \
-               "`.venv/bin/python bench/fleet.py --write-docs`\n\n" \
-               + block + "\n"
-    DOCS.write_text(doc)
+    write_section(BEGIN, END, text, (
+        "## Fleet: deploy and sync across containers\n\n"
+        "`.venv/bin/python bench/fleet.py --write-docs`\n\n"))
 
 
 def main() -> int:

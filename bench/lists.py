@@ -35,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.docs_section import write_section  # noqa: E402
 from plugins.module_utils import _abi  # noqa: E402
 
 MODULE = REPO / "plugins" / "modules" / "bpf_map_entry.py"
@@ -42,7 +43,6 @@ OBJECT = REPO / "build" / "sip_logic.bpf.o"
 PIN_DIR = Path("/sys/fs/bpf/vos_fastpath_bench_lists")
 IPSET = "fpbench_lists"
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
-DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- lists:begin -->", "<!-- lists:end -->"
 
 SIZE = 1_000_000
@@ -219,17 +219,10 @@ def table(m: dict) -> str:
 
 
 def write_docs(text: str) -> None:
-    doc = DOCS.read_text()
-    block = "%s\n%s\n%s" % (BEGIN, text, END)
-    if BEGIN in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + block + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n## Lists\n\n" + (
-            "`bench/lists.py` times `vos.fastpath.bpf_map_entry` against "
-            "`ipset restore`; see its docstring for what each case "
-            "does.\n\n") + block + "\n"
-    DOCS.write_text(doc)
+    write_section(BEGIN, END, text, (
+        "## Lists\n\n`bench/lists.py` times `vos.fastpath.bpf_map_entry` "
+        "against `ipset restore`; see its docstring for what each case "
+        "does.\n\n"))
 
 
 def main() -> None:

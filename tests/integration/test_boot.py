@@ -20,6 +20,7 @@ import yaml
 from plugins.module_utils import _abi, _attach, _bpf, _facts, _lists
 from tests.integration.ansible_run import TARGET_PYTHON, run_module
 from tests.integration.conftest import REPO, ip
+from tests.integration.test_xdp_attach import settings_flags, sip_ports
 
 SEC = 10**9
 # Wall clock time that passes while the host is "down", beyond the real
@@ -84,18 +85,6 @@ def fields(pin_dir: Path, kind: str) -> dict[str, tuple[int, int]]:
             for key, value in _lists.read_entries(m).fields().items():
                 out[_lists.key_text(key)] = value
     return out
-
-
-def sip_ports(pin_dir: Path) -> list[int]:
-    with _bpf.Map.open_pinned(str(pin_dir / "sip_ports")) as m:
-        keys, values = m.lookup_batch()
-    return [_abi.U32.unpack_from(keys, 4 * i)[0]
-            for i in range(len(values)) if values[i]]
-
-
-def settings_flags(pin_dir: Path) -> int:
-    with _bpf.Map.open_pinned(str(pin_dir / "settings")) as m:
-        return _abi.SETTINGS.unpack(m.lookup(_abi.U32.pack(0)))[0]
 
 
 def map_id(pin_dir: Path, name: str) -> int:
