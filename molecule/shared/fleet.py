@@ -14,17 +14,23 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import testinfra
 import yaml
+from addresses import from_trie_key
 
 SIP_TOOL = "python3 /usr/local/lib/sip_tool.py"
 PIN_DIR = "/sys/fs/bpf/vos_fastpath"
 STATE_DIR = "/var/lib/vos-fastpath"
 OBJECT = STATE_DIR + "/sip_logic.bpf.o"
+TRIES = ["block_v4", "block_v6", "allow_v4", "allow_v6"]
+MAPS = ["sip_ports", *TRIES, "settings", "stats", "proto_stats", "xsks_map"]
+# ip's numbers for the attach modes (XDP_ATTACHED_*).
+XDP_MODES = {1: "native", 2: "generic", 3: "offload"}
 # Written by the scenario's prepare step, before the deploy.
 RX_BEFORE_DEPLOY = "/var/lib/vos-fastpath-molecule/rx_packets_before_deploy"
 BIN = Path(sys.executable).parent
@@ -60,6 +66,55 @@ class Host:
 
     def rx_packets(self) -> int:
         return int(self.run("cat /sys/class/net/eth0/statistics/rx_packets"))
+
+    def xdp(self) -> dict[str, Any] | None:
+        """The XDP program on eth0 as ip shows it (id, tag, mode), or None."""
+        (link,) = json.loads(self.run("ip -json link show dev eth0"))
+        xdp = link.get("xdp")
+        return dict(xdp["prog"], mode=XDP_MODES[xdp["mode"]]) if xdp else None
+
+    def map_ids(self) -> dict[str, int]:
+        """The id of each pinned map of the SIP shield."""
+        return {name: json.loads(self.run(
+            "bpftool --json map show pinned %s",
+            "%s/%s" % (PIN_DIR, name)))["id"] for name in MAPS}
+
+    def lists(self) -> dict[str, set[str]]:
+        """Every block and allow trie's entries."""
+        return {name: self.trie(name) for name in TRIES}
+
+    def trie(self, name: str) -> set[str]:
+        """The entries of a pinned trie (block_v4, allow_v6...) as
+        prefixes, read with bpftool."""
+        dump = json.loads(self.run("bpftool --json map dump pinned %s",
+                                   "%s/%s" % (PIN_DIR, name)))
+        return {from_trie_key(bytes(int(b, 16) for b in entry["key"]))
+                for entry in dump}
+
+    def blocklist(self) -> set[str]:
+        return self.trie("block_v4") | self.trie("block_v6")
+
+    def stop(self) -> None:
+        """Shut the host down (systemd stops its services)."""
+        subprocess.run(["podman", "stop", self.name], check=True,
+                       capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        """Boot the host and wait until systemd has started everything."""
+        subprocess.run(["podman", "start", self.name], check=True,
+                       capture_output=True, timeout=60)
+        deadline = time.monotonic() + 90
+        while True:
+            state = subprocess.run(
+                ["podman", "exec", self.name, "systemctl",
+                 "is-system-running", "--wait"],
+                capture_output=True, text=True, timeout=90, check=False)
+            if state.stdout.strip() in ("running", "degraded"):
+                return
+            assert time.monotonic() < deadline, (
+                "%s did not finish booting: %s%s"
+                % (self.name, state.stdout, state.stderr))
+            time.sleep(1)
 
 
 def platforms() -> list[Host]:
@@ -99,15 +154,22 @@ def run_module(pattern: str, module: str,
     return results
 
 
-def run_playbook(name: str, **extra_vars: Any) -> None:
-    """Run one of the collection's playbooks (vos.fastpath.<name>)."""
-    proc = subprocess.run(
+def play(name: str, **extra_vars: Any) -> subprocess.CompletedProcess:
+    """Run one of the collection's playbooks (vos.fastpath.<name>),
+    whatever its outcome."""
+    return subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", inventory(),
          "vos.fastpath." + name, "-e", json.dumps(extra_vars)],
-        capture_output=True, text=True, timeout=600, check=False)
+        capture_output=True, text=True, timeout=900, check=False)
+
+
+def run_playbook(name: str, **extra_vars: Any) -> str:
+    """Run one of the collection's playbooks; its output. It must pass."""
+    proc = play(name, **extra_vars)
     assert proc.returncode == 0, (
         "%s.yml failed:\n%s%s" % (name, proc.stdout[-4000:],
                                   proc.stderr[-2000:]))
+    return proc.stdout
 
 
 def counters(pattern: str = "sip_edges") -> dict[str, dict[str, int]]:

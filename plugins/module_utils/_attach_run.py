@@ -18,6 +18,12 @@ import os
 
 from . import _attach, _facts
 
+GENERIC_UNDER_AUTO = (
+    "%s runs the program in generic XDP mode (%s): the verdicts are the "
+    "same, but each packet costs more. Remove the cause and set mode "
+    "native, or require native mode (fastpath_require_native) to refuse "
+    "generic.")
+
 
 def check_pin_dir(host, pin_dir):
     if host.bpffs_mount(pin_dir) is None:
@@ -89,6 +95,8 @@ def present(module, host, result):
             replaced=None if out.action == _attach.NONE else cur.summary())
     elif cur.prog and plan.action == _attach.NONE:
         result["mode"] = cur.prog["mode"]
+    if p["mode"] == "auto" and result["mode"] == "generic":
+        module.warn(GENERIC_UNDER_AUTO % (ifname, result["mode_reason"]))
     if module._diff:
         result["diff"] = dict(
             before=state_view(cur.prog and cur.prog["tag"],

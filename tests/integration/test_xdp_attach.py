@@ -327,8 +327,13 @@ def test_auto_falls_back_to_generic_when_the_driver_refuses_native(
     assert "refused native" in result["mode_reason"]
     assert "Peer MTU is too large" in result["mode_reason"]
     assert xdp(jumbo)["mode"] == "generic"
-    assert attach(jumbo, pin_dir, objects["built"], tmp_path)["changed"] \
-        is False
+    again = attach(jumbo, pin_dir, objects["built"], tmp_path)
+    assert again["changed"] is False
+    # Every run says so, for as long as the program stays generic.
+    for run in (result, again):
+        (warning,) = run["warnings"]
+        assert warning.startswith("%s runs the program in generic XDP mode"
+                                  % jumbo)
 
 
 def test_native_refused_fails_and_leaves_nothing(

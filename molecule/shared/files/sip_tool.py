@@ -3,17 +3,26 @@
     python3 sip_tool.py request OPTIONS 198.18.100.11 [--timeout 2]
     python3 sip_tool.py request REGISTER 198.18.100.11 --user alice
     python3 sip_tool.py burst INVITE 198.18.100.11 --count 100
+    python3 sip_tool.py flood INVITE 198.18.103.11 198.18.103.12 \
+        --rate 500 --seconds 300 --stop-file /run/flood.stop
+    python3 sip_tool.py junk - 198.18.100.11 --count 10
 
 `request` sends one request from a socket of its own and prints the
 status line of the final answer (exit 0), or `no answer` (exit 1).
 `burst` builds COUNT requests with scapy, each with its own Call-ID, sends
 them all at once without waiting for answers, and prints how many it
 sent; COUNT is at most 10000.
+`flood` sends RATE requests a second to each target, paced, until the
+stop file appears, SECONDS have passed or 200000 went to each target,
+and prints {target: sent} as JSON.
+`junk` sends COUNT datagrams that are not SIP to the SIP port.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import secrets
 import socket
 import sys
@@ -22,6 +31,8 @@ import time
 SIP_PORT = 5060
 BURST_SOURCE_PORT = 5070
 MAX_BURST = 10000
+MAX_FLOOD = 200000
+JUNK = b"\x00\x01 not a SIP message \xff" * 4
 
 
 def build_request(method: str, target: str, user: str, local: str,
@@ -82,22 +93,73 @@ def burst(method: str, target: str, user: str, count: int) -> int:
     return 0
 
 
+def flood(method: str, targets: list[str], user: str, rate: int,
+          seconds: float, stop_file: str) -> int:
+    sent = dict.fromkeys(targets, 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((targets[0], SIP_PORT))
+        local = probe.getsockname()[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((local, BURST_SOURCE_PORT))
+        start = time.monotonic()
+        for n in range(MAX_FLOOD):
+            # Paced: the n-th round goes out n/rate seconds after the start.
+            pause = start + n / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            if time.monotonic() - start > seconds or (
+                    n % 50 == 0 and os.path.exists(stop_file)):
+                break
+            for target in targets:
+                sock.sendto(build_request(method, target, user, local,
+                                          BURST_SOURCE_PORT),
+                            (target, SIP_PORT))
+                sent[target] += 1
+    print(json.dumps(sent))
+    return 0
+
+
+def junk(target: str, count: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _datagram in range(count):
+            sock.sendto(JUNK, (target, SIP_PORT))
+    print(count)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     summary = __doc__.split("\n", maxsplit=1)[0]
     parser = argparse.ArgumentParser(description=summary)
-    parser.add_argument("action", choices=["request", "burst"])
+    parser.add_argument("action", choices=["request", "burst", "flood",
+                                           "junk"])
     parser.add_argument("method",
-                        choices=["OPTIONS", "REGISTER", "INVITE"])
-    parser.add_argument("target", help="IPv4 address of the SIP server")
+                        choices=["OPTIONS", "REGISTER", "INVITE", "-"])
+    parser.add_argument("targets", nargs="+", metavar="target",
+                        help="IPv4 address of a SIP server")
     parser.add_argument("--user", default="molecule")
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--stop-file", default="/run/sip_tool_flood.stop")
     args = parser.parse_args(argv)
+    if (args.method == "-") != (args.action == "junk"):
+        parser.error("junk takes '-' as its method, the others a SIP method")
+    if args.action == "flood":
+        if not 1 <= args.rate <= 10000:
+            parser.error("--rate must be 1 to 10000")
+        return flood(args.method, args.targets, args.user, args.rate,
+                     args.seconds, args.stop_file)
+    if len(args.targets) != 1:
+        parser.error("%s takes one target" % args.action)
+    (target,) = args.targets
     if args.action == "request":
-        return request(args.method, args.target, args.user, args.timeout)
+        return request(args.method, target, args.user, args.timeout)
     if not 1 <= args.count <= MAX_BURST:
         parser.error("--count must be 1 to %d" % MAX_BURST)
-    return burst(args.method, args.target, args.user, args.count)
+    if args.action == "junk":
+        return junk(target, args.count)
+    return burst(args.method, target, args.user, args.count)
 
 
 if __name__ == "__main__":

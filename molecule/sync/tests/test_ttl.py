@@ -1,0 +1,50 @@
+"""A blocklist entry with a TTL matches until it expires, then no more."""
+
+from __future__ import annotations
+
+import time
+
+import fleet
+import pytest
+
+EDGES = fleet.group("sip_edges")
+SCANNER = fleet.only("scanners")
+TTL = 30
+BURST = 20
+INVITES = "rcv_requests_invite"
+
+
+def burst() -> dict[str, dict[str, int]]:
+    """BLOCKED and Kamailio's INVITEs gained from a burst to each edge."""
+    before = fleet.counters()
+    invites = {e.name: e.kamailio_stat(INVITES) for e in EDGES}
+    for edge in EDGES:
+        SCANNER.run("%s burst INVITE %s --count %d"
+                    % (fleet.SIP_TOOL, edge.address, BURST))
+    time.sleep(1)
+    after = fleet.counters()
+    return {e.name: {
+        "blocked": after[e.name]["BLOCKED"] - before[e.name]["BLOCKED"],
+        "invites": e.kamailio_stat(INVITES) - invites[e.name]}
+        for e in EDGES}
+
+
+@pytest.fixture(scope="module")
+def blocked_until() -> float:
+    """Block the scanner for TTL seconds; when it is sure to have expired."""
+    fleet.run_playbook("block", address=SCANNER.address, ttl=TTL)
+    return time.monotonic() + TTL + 1
+
+
+def test_entry_with_ttl_blocks_while_it_lives(blocked_until: float) -> None:
+    gained = burst()
+    assert time.monotonic() < blocked_until - 2, "the burst came too late"
+    assert gained == {e.name: {"blocked": BURST, "invites": 0}
+                      for e in EDGES}
+
+
+def test_entry_with_ttl_stops_matching_once_expired(
+        blocked_until: float) -> None:
+    time.sleep(max(0.0, blocked_until - time.monotonic()))
+    assert burst() == {e.name: {"blocked": 0, "invites": BURST}
+                       for e in EDGES}
