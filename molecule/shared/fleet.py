@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -160,7 +161,8 @@ def play(name: str, **extra_vars: Any) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", inventory(),
          "vos.fastpath." + name, "-e", json.dumps(extra_vars)],
-        capture_output=True, text=True, timeout=900, check=False)
+        capture_output=True, text=True, timeout=900, check=False,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"))
 
 
 def run_playbook(name: str, **extra_vars: Any) -> str:
@@ -170,6 +172,12 @@ def run_playbook(name: str, **extra_vars: Any) -> str:
         "%s.yml failed:\n%s%s" % (name, proc.stdout[-4000:],
                                   proc.stderr[-2000:]))
     return proc.stdout
+
+
+def changed_tasks(output: str) -> dict[str, int]:
+    """{host: tasks changed} from the play recap of a playbook's output."""
+    return {host: int(changed) for host, changed in re.findall(
+        r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)}
 
 
 def counters(pattern: str = "sip_edges") -> dict[str, dict[str, int]]:

@@ -46,6 +46,14 @@ options:
     type: list
     elements: path
     default: []
+  content:
+    description:
+      - Lists as text, in the format of O(src), each under a name of your
+        choosing that errors cite (for example the path of the file on the
+        controller). Added to O(entries). Unlike O(src), nothing has to be
+        copied to the target first.
+    type: dict
+    default: {}
   state:
     description:
       - V(present) adds the entries, V(absent) removes them (whoever owns
@@ -123,6 +131,14 @@ EXAMPLES = r"""
     source: feed
     protect: [192.0.2.10, 198.51.100.0/24]
 
+- name: The same from a file on the controller, without copying it
+  vos.fastpath.bpf_map_entry:
+    map: blocklist
+    content:
+      files/blocklist.txt: "{{ lookup('ansible.builtin.file', 'files/blocklist.txt') }}"
+    state: exact
+    source: feed
+
 - name: Trust the monitoring hosts
   vos.fastpath.bpf_map_entry:
     map: allowlist
@@ -164,6 +180,8 @@ saved:
   sample: true
 """
 
+import io
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
@@ -179,6 +197,7 @@ def build_module():
                      choices=["blocklist", "allowlist"]),
             entries=dict(type="list", elements="str", default=[]),
             src=dict(type="list", elements="path", default=[]),
+            content=dict(type="dict", default={}),
             state=dict(type="str", default="present",
                        choices=["present", "absent", "exact"]),
             ttl=dict(type="int", default=0),
@@ -205,6 +224,15 @@ def read_input(params):
         except (IOError, OSError) as e:
             raise _lists.ListError("Could not read %s: %s"
                                    % (path, e.strerror))
+        v4 |= f4
+        v6 |= f6
+    for name, text in sorted(params["content"].items()):
+        if not isinstance(text, str):
+            raise _lists.ListError(
+                "content %s is not text: give each list as one string, "
+                "for example lookup('file', path)." % name)
+        f4, f6 = _lists.parse_file(io.StringIO(text), params["strict"],
+                                   "line %%d of %s" % name)
         v4 |= f4
         v6 |= f6
     return v4, v6

@@ -91,6 +91,28 @@ def test_garbage_line_fails_with_its_number_and_changes_nothing(
     assert set(contents(maps)) == {"203.0.113.1/32"}
 
 
+def test_content_is_read_like_a_file_and_named_in_errors(
+        maps: Path, tmp_path: Path) -> None:
+    feed = {"feeds/scanners.txt": "# scanners\n203.0.113.2\n\n"
+            "2001:db8:bad::/48  # a network\n"}
+    result = run(maps, tmp_path, content=feed, state="exact")
+    assert result["changed"] is True and result["added"] == 2
+    assert set(contents(maps)) == {"203.0.113.2/32", "2001:db8:bad::/48"}
+    feed["feeds/scanners.txt"] += "203.0.113.300\n"
+    result = run(maps, tmp_path, content=feed, state="exact")
+    assert result["failed"] is True
+    assert "line 5 of feeds/scanners.txt" in result["msg"]
+    assert set(contents(maps)) == {"203.0.113.2/32", "2001:db8:bad::/48"}
+
+
+def test_content_that_is_not_text_fails_and_changes_nothing(
+        maps: Path, tmp_path: Path) -> None:
+    result = run(maps, tmp_path, content={"feed": ["203.0.113.2"]})
+    assert result["failed"] is True
+    assert result["msg"].startswith("content feed is not text")
+    assert contents(maps) == {}
+
+
 def test_invalid_cidr_fails(maps: Path, tmp_path: Path) -> None:
     result = run(maps, tmp_path, entries=["192.0.2.0/33"])
     assert result["failed"] is True and "prefix length" in result["msg"]
