@@ -141,9 +141,11 @@ def run_module(pattern: str, module: str,
                args: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Run a module on the hosts of pattern as root: {host: result}."""
     with tempfile.TemporaryDirectory() as tree:
+        # ansible reads "-a '{}'" as free-form text: no -a without args.
         proc = subprocess.run(
             [str(BIN / "ansible"), pattern, "-i", inventory(), "--become",
-             "-m", module, "-a", json.dumps(args), "--tree", tree],
+             "-m", module, *(["-a", json.dumps(args)] if args else []),
+             "--tree", tree],
             capture_output=True, text=True, timeout=300, check=False)
         results = {path.name: json.loads(path.read_text())
                    for path in Path(tree).iterdir()}
