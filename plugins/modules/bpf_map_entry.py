@@ -135,7 +135,7 @@ EXAMPLES = r"""
   vos.fastpath.bpf_map_entry:
     map: blocklist
     content:
-      files/blocklist.txt: "{{ lookup('ansible.builtin.file', 'files/blocklist.txt') }}"
+      feed.txt: "{{ lookup('ansible.builtin.file', 'feed.txt') }}"
     state: exact
     source: feed
 
