@@ -52,11 +52,11 @@ def verdicts() -> dict[str, dict]:
     answers = {edge.name: traffic(edge) for edge in (NATIVE, GENERIC)}
     time.sleep(1)
     after = fleet.counters()
-    return {edge.name: {
-        "answers": answers[edge.name],
-        "gained": {name: after[edge.name][name] - before[edge.name][name]
-                   for name in VERDICTS}}
-        for edge in (NATIVE, GENERIC)}
+    return {edge.name: {"answers": answers[edge.name],
+                        "gained": {name: after[edge.name][name]
+                                   - before[edge.name][name]
+                                   for name in VERDICTS}}
+            for edge in (NATIVE, GENERIC)}
 
 
 def test_edge_refusing_native_runs_generic_the_other_native() -> None:
@@ -85,8 +85,8 @@ def test_same_answers_on_both_edges(verdicts: dict[str, dict]) -> None:
     assert verdicts[NATIVE.name]["answers"] == answers
 
 
-def test_same_verdict_counts_on_both_edges(verdicts: dict[str, dict]
-                                          ) -> None:
+def test_same_verdict_counts_on_both_edges(
+        verdicts: dict[str, dict]) -> None:
     gained = verdicts[GENERIC.name]["gained"]
     assert gained == {"PASSED": 2, "OPTIONS_DROPPED": 1, "BLOCKED": 30,
                       "MALFORMED": 7, "REDIRECTED": 0}
