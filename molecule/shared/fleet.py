@@ -25,6 +25,8 @@ import yaml
 from addresses import from_trie_key
 
 SIP_TOOL = "python3 /usr/local/lib/sip_tool.py"
+# Kamailio's count of INVITE requests received (kamcmd stats).
+KAMAILIO_INVITES = "rcv_requests_invite"
 PIN_DIR = "/sys/fs/bpf/vos_fastpath"
 STATE_DIR = "/var/lib/vos-fastpath"
 OBJECT = STATE_DIR + "/sip_logic.bpf.o"
@@ -180,6 +182,24 @@ def changed_tasks(output: str) -> dict[str, int]:
     """{host: tasks changed} from the play recap of a playbook's output."""
     return {host: int(changed) for host, changed in re.findall(
         r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)}
+
+
+def invite_burst(scanner: Host, edges: list[Host],
+                 count: int) -> dict[str, dict[str, int]]:
+    """A burst of count INVITEs from scanner to each edge: per edge, what
+    BLOCKED and Kamailio's received INVITEs gained."""
+    before = counters()
+    invites = {e.name: e.kamailio_stat(KAMAILIO_INVITES) for e in edges}
+    for edge in edges:
+        sent = scanner.run("%s burst INVITE %s --count %d"
+                           % (SIP_TOOL, edge.address, count))
+        assert int(sent) == count
+    time.sleep(1)
+    after = counters()
+    return {e.name: {
+        "blocked": after[e.name]["BLOCKED"] - before[e.name]["BLOCKED"],
+        "invites": e.kamailio_stat(KAMAILIO_INVITES) - invites[e.name]}
+        for e in edges}
 
 
 def counters(pattern: str = "sip_edges") -> dict[str, dict[str, int]]:

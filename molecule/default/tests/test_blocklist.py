@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import fleet
@@ -12,11 +11,7 @@ EDGES = fleet.group("sip_edges")
 SCANNER = fleet.only("scanners")
 CLIENT = fleet.only("clients")
 BURST = 200
-INVITES = "rcv_requests_invite"
-
-
-def kamailio_invites() -> dict[str, int]:
-    return {e.name: e.kamailio_stat(INVITES) for e in EDGES}
+INVITES = fleet.KAMAILIO_INVITES
 
 
 @pytest.fixture(scope="module")
@@ -30,31 +25,19 @@ def scanner_blocked() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def burst(scanner_blocked: None) -> dict[str, dict[str, int]]:
-    """BLOCKED and Kamailio's INVITEs before and after the burst."""
-    before = fleet.counters()
-    invites_before = kamailio_invites()
-    for edge in EDGES:
-        sent = SCANNER.run("%s burst INVITE %s --count %d"
-                           % (fleet.SIP_TOOL, edge.address, BURST))
-        assert int(sent) == BURST
-    time.sleep(1)
-    after = fleet.counters()
-    return {
-        "blocked": {e.name: after[e.name]["BLOCKED"]
-                    - before[e.name]["BLOCKED"] for e in EDGES},
-        "invites": {e.name: kamailio_invites()[e.name]
-                    - invites_before[e.name] for e in EDGES},
-    }
+    return fleet.invite_burst(SCANNER, EDGES, BURST)
 
 
 def test_blocked_scanner_invites_never_reach_kamailio(
         burst: dict[str, dict[str, int]]) -> None:
-    assert burst["invites"] == {e.name: 0 for e in EDGES}
+    assert {edge: gained["invites"] for edge, gained in burst.items()} == \
+        {e.name: 0 for e in EDGES}
 
 
 def test_blocked_counter_grew_by_exactly_the_burst(
         burst: dict[str, dict[str, int]]) -> None:
-    assert burst["blocked"] == {e.name: BURST for e in EDGES}
+    assert {edge: gained["blocked"] for edge, gained in burst.items()} == \
+        {e.name: BURST for e in EDGES}
 
 
 @pytest.mark.parametrize("edge", EDGES, ids=str)

@@ -11,22 +11,10 @@ EDGES = fleet.group("sip_edges")
 SCANNER = fleet.only("scanners")
 TTL = 30
 BURST = 20
-INVITES = "rcv_requests_invite"
 
 
 def burst() -> dict[str, dict[str, int]]:
-    """BLOCKED and Kamailio's INVITEs gained from a burst to each edge."""
-    before = fleet.counters()
-    invites = {e.name: e.kamailio_stat(INVITES) for e in EDGES}
-    for edge in EDGES:
-        SCANNER.run("%s burst INVITE %s --count %d"
-                    % (fleet.SIP_TOOL, edge.address, BURST))
-    time.sleep(1)
-    after = fleet.counters()
-    return {e.name: {
-        "blocked": after[e.name]["BLOCKED"] - before[e.name]["BLOCKED"],
-        "invites": e.kamailio_stat(INVITES) - invites[e.name]}
-        for e in EDGES}
+    return fleet.invite_burst(SCANNER, EDGES, BURST)
 
 
 @pytest.fixture(scope="module")

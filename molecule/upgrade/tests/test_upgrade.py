@@ -22,7 +22,7 @@ FLOOD_RATE = 400          # INVITEs a second to each edge
 FLOOD_UNIT = "fp-flood"
 FLOOD_STOP = "/run/fp-flood.stop"
 FLOOD_OUT = "/run/fp-flood.json"
-INVITES = "rcv_requests_invite"
+INVITES = fleet.KAMAILIO_INVITES
 
 
 def snapshot() -> dict[str, dict[str, Any]]:
