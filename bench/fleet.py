@@ -12,8 +12,9 @@ The original tool's way, measured on 2,000 addresses and the largest
 fleet: the file copied to each host in turn, then one `bpftool map
 update` process per address.
 
-The addresses are a seeded sample of 198.18.0.0/15 and of the whole IPv4
-space: keys written into maps, no packet is sent to them.
+The addresses are a seeded sample of the whole IPv4 space outside
+198.18.0.0/15 (molecule/shared/addresses.py): keys written into maps, no
+packet is sent to them.
 
 As root, from the repository root, after scripts/setup.sh:
     .venv/bin/python bench/fleet.py [--sizes 1 3 6] [--write-docs]
@@ -26,8 +27,6 @@ import configparser
 import json
 import os
 import platform
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.docs_section import write_section  # noqa: E402
+
+# Appended, not prepended: molecule/shared also has a fleet.py.
+sys.path.append(str(REPO / "molecule" / "shared"))
+from addresses import generate  # noqa: E402
 
 IMAGE = "localhost/vos-fastpath-base"
 NETWORK, SUBNET = "vos-fp-bench", "198.18.101.0/24"
@@ -117,11 +120,8 @@ def playbook(book: str, inv: Path, *extra: str) -> float:
 
 
 def addresses(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    picked: set[int] = set()
-    while len(picked) < count:
-        picked.add(rng.getrandbits(32))
-    return [socket.inet_ntoa(a.to_bytes(4, "big")) for a in sorted(picked)]
+    # IPv4 /32 only: the original tool's bpftool script takes nothing else.
+    return generate(count, seed, ipv4_hosts=True)
 
 
 def list_count(name: str) -> int:
@@ -162,7 +162,7 @@ def measure(sizes: list[int]) -> dict:
                 inv = inventory(work, names)
                 deploy = playbook("deploy.yml", inv)
                 sync = playbook("blocklist_sync.yml", inv,
-                                "-e", "file=%s" % feed)
+                                "-e", "fastpath_list_file=%s" % feed)
                 counts = {list_count(n) for n in names}
                 assert counts == {SYNC_ENTRIES}, counts
                 results["sizes"][size] = {"deploy_s": deploy, "sync_s": sync}
@@ -171,9 +171,12 @@ def measure(sizes: list[int]) -> dict:
             # The largest fleet, lists emptied by a sync of an empty file.
             empty = work / "empty.txt"
             empty.write_text("")
-            playbook("blocklist_sync.yml", inv, "-e", "file=%s" % empty)
-            ours = playbook("blocklist_sync.yml", inv, "-e", "file=%s" % small)
-            playbook("blocklist_sync.yml", inv, "-e", "file=%s" % empty)
+            playbook("blocklist_sync.yml", inv,
+                     "-e", "fastpath_list_file=%s" % empty)
+            ours = playbook("blocklist_sync.yml", inv,
+                            "-e", "fastpath_list_file=%s" % small)
+            playbook("blocklist_sync.yml", inv,
+                     "-e", "fastpath_list_file=%s" % empty)
             original = original_sync(names, small_list, work)
             assert {list_count(n) for n in names} == {ORIGINAL_ENTRIES}
             results["small"] = {"hosts": len(names),

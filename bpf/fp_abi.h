@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * The data plane ABI: map value and key layouts, settings flags and counter
- * indexes, as in SPEC-DATAPLANE.md. Mirrored once for Python in
+ * The data plane ABI: map key and value layouts, settings flags and counter
+ * indexes, documented in docs/dataplane.md. Mirrored once for Python in
  * plugins/module_utils/_abi.py; a test checks the two against each other.
  * Never change a layout in place: version it under a new map name.
  */

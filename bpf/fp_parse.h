@@ -51,8 +51,8 @@ struct fp_pkt {
 	__u8 first_frag;	/* first fragment of a fragmented datagram */
 };
 
-/* Skip Ethernet and up to two VLAN tags. Returns the ethertype in network
- * byte order, or -1 when the frame ends before it. */
+/* [step 1] Skip Ethernet and up to two VLAN tags. Returns the ethertype in
+ * network byte order, or -1 when the frame ends before it. */
 static __always_inline int fp_parse_eth(void **cursor, void *data_end)
 {
 	struct ethhdr *eth = *cursor;
@@ -101,7 +101,8 @@ static __always_inline void *fp_l4_in_frame(void *l4, __u8 proto,
 	return l4;
 }
 
-/* Returns 0 and fills pkt, or -1 for an invalid or truncated header. */
+/* [step 2] for IPv4. Returns 0 and fills pkt, or -1 for an invalid or
+ * truncated header. */
 static __always_inline int fp_parse_ipv4(void *ip, void *data_end,
 					 struct fp_pkt *pkt)
 {
@@ -143,9 +144,9 @@ static __always_inline int fp_is_ipv6_ext(__u8 nexthdr)
 	       nexthdr == FP_IPPROTO_DSTOPTS;
 }
 
-/* Returns 0 and fills pkt, or -1 for an invalid or truncated header. An
- * extension chain that cannot be followed leaves L4 unreachable and the
- * protocol class OTHER. */
+/* [step 2] for IPv6. Returns 0 and fills pkt, or -1 for an invalid or
+ * truncated header. An extension chain that cannot be followed leaves L4
+ * unreachable and the protocol class OTHER. */
 static __always_inline int fp_parse_ipv6(void *ip, void *data_end,
 					 struct fp_pkt *pkt)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * SIP payload classification for sip_logic.bpf.c (step 9 of
- * SPEC-DATAPLANE.md): keepalive, STUN, response, request or junk.
+ * SIP payload classification for sip_logic.bpf.c ([step 9] of
+ * docs/dataplane.md): keepalive, STUN, response, request or junk.
  */
 #ifndef FP_SIP_H
 #define FP_SIP_H

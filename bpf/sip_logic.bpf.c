@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * vos-fastpath SIP shield: the XDP program of SPEC-DATAPLANE.md.
+ * vos-fastpath SIP shield. Its contract (maps, settings, counters and the
+ * numbered decision steps cited as [step N]) is docs/dataplane.md.
  *
  * Drops blocklisted sources, hides the host from OPTIONS scanners
  * (stealth), drops non-SIP junk on SIP UDP ports, passes the rest or
@@ -116,7 +117,7 @@ static __always_inline void fp_count(void *map, __u32 index, __u64 bytes)
 	}
 }
 
-/* Step 10: a SIP UDP packet that passes goes to the AF_XDP socket of its
+/* [step 10] A SIP UDP packet that passes goes to the AF_XDP socket of its
  * rx queue when there is one. */
 static __always_inline int fp_pass_sip(struct xdp_md *ctx, __u32 *reason)
 {
@@ -146,9 +147,10 @@ enum fp_list {
 	FP_ALLOW_V4, FP_ALLOW_V6, FP_BLOCK_V4, FP_BLOCK_V6,
 };
 
-/* How many expired entries one lookup looks past before giving up. */
+/* How many expired entries one lookup looks past before giving up: a
+ * bound the verifier needs, part of the contract (docs/dataplane.md). */
 #define FP_MAX_EXPIRED_SKIPS	4
-/* Steps of a binary search over prefix lengths 0..128. */
+/* Rounds of a binary search over prefix lengths 0..128. */
 #define FP_PREFIX_SEARCH_STEPS	8
 
 /* The trie of a list, and the source address of the packet as its key
@@ -318,7 +320,7 @@ __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 	return options ? FP_PAYLOAD_OPTIONS : FP_PAYLOAD_SIP;
 }
 
-/* Step 9: the UDP payload of a packet for a SIP port. */
+/* [step 9] The UDP length and payload of a packet for a SIP port. */
 static __always_inline int fp_check_udp(struct xdp_md *ctx,
 					struct udphdr *udp, __u32 udp_off,
 					__u32 ip_end, __u32 info, __u32 flags,
@@ -354,8 +356,8 @@ malformed:
 	return flags & FP_MALFORMED_PASS ? XDP_PASS : XDP_DROP;
 }
 
-/* Steps 3 to 10 for a packet with a valid IP header. Returns the action
- * in bits 0-7 and the stats reason above them. */
+/* [step 3] to [step 10] for a packet with a valid IP header. Returns the
+ * action in bits 0-7 and the stats reason above them. */
 __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 			 __u32 flags)
 {
@@ -374,14 +376,16 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	int action = XDP_PASS;
 	int is_sip = 0;
 
-	/* Parsing checked that a reachable UDP or TCP header is in the frame;
-	 * the verifier needs to see the bound here too. */
+	/* [step 3] Parsing checked that a reachable UDP or TCP header is in
+	 * the frame; the verifier needs to see the bound here too. */
 	if (reachable && (is_udp || is_tcp) && (void *)(l4 + 1) <= data_end)
 		is_sip = fp_is_sip_port(bpf_ntohs(l4->dest));
 
+	/* [step 4] Other ports skip the lists unless FP_BLOCK_ALL_PORTS. */
 	if (!is_sip && reachable && !(flags & FP_BLOCK_ALL_PORTS))
 		goto out;
 
+	/* [step 6] the blocklist, then [step 7] to [step 9]. */
 	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end)) {
 		reason = FP_BLOCKED;
 		action = XDP_DROP;
@@ -397,7 +401,7 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 			goto out;
 	}
 
-	/* Step 5, trusted sources, comes last: a trusted source gets exactly
+	/* [step 5], trusted sources, comes last: a trusted source gets exactly
 	 * the verdict that an untrusted one got above when that verdict was a
 	 * plain pass, so the allowlist is looked up only to overturn a drop
 	 * or a MALFORMED count. */
@@ -457,6 +461,7 @@ int sip_xdp_prog(struct xdp_md *ctx)
 	}
 	fp_count(&stats, reason, bytes);
 
+	/* FP_SHADOW: counted as a drop above, returned as a pass. */
 	if (action == XDP_DROP && (flags & FP_SHADOW))
 		return XDP_PASS;
 	return action;

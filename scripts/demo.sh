@@ -34,8 +34,8 @@ quiet() { ANSIBLE_DISPLAY_OK_HOSTS=false ANSIBLE_DISPLAY_SKIPPED_HOSTS=false "$@
 
 lab up
 quiet play deploy.yml
-quiet play block.yml -e address=198.51.100.66
-quiet play allow.yml -e address=198.51.100.20
+quiet play block.yml -e fastpath_address=198.51.100.66
+quiet play allow.yml -e fastpath_address=198.51.100.20
 echo
 lab burst
 ANSIBLE_CALLBACK_RESULT_FORMAT=yaml play stats.yml

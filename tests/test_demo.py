@@ -20,6 +20,8 @@ def test_demo_runs_the_playbooks_on_the_lab_and_removes_it(
                  "teardown.yml"):
         assert "playbooks/%s" % book in out
     assert "failed=1" not in out
+    # The demo shows the playbooks' current variable names.
+    assert "The playbook variable" not in out + result.stderr
     assert "every counter and the socket match the plan" in out
     # stats.yml's table has the burst's counts for the lab edge.
     assert "BLOCKED" in out and "OPTIONS_DROPPED" in out

@@ -6,6 +6,10 @@ prints COUNT distinct entries, one per line: mostly IPv4 addresses, some
 IPv4 prefixes, some IPv6 addresses and prefixes. None of them overlaps
 198.18.0.0/15, where the scenarios' own hosts live: the entries are keys
 written into maps, and no packet is ever sent to them.
+
+generate(..., ipv4_hosts=True) draws IPv4 addresses only (/32), for a
+consumer that takes nothing else, such as one `bpftool map update` per
+address.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ TEST_NETWORKS = ipaddress.ip_network("198.18.0.0/15")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def entry(rng: random.Random) -> Network:
+def entry(rng: random.Random, ipv4_hosts: bool = False) -> Network:
+    if ipv4_hosts:
+        return ipaddress.ip_network(rng.getrandbits(32))
     kind = rng.random()
     if kind < 0.85:
         return ipaddress.ip_network(rng.getrandbits(32))
@@ -31,11 +37,11 @@ def entry(rng: random.Random) -> Network:
                                 strict=False)
 
 
-def generate(count: int, seed: int) -> list[str]:
+def generate(count: int, seed: int, ipv4_hosts: bool = False) -> list[str]:
     rng = random.Random(seed)
     picked: dict[Network, None] = {}
     while len(picked) < count:
-        net = entry(rng)
+        net = entry(rng, ipv4_hosts)
         if net.version == 4 and net.overlaps(TEST_NETWORKS):
             continue
         picked[net] = None

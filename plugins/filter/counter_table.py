@@ -19,7 +19,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.vos.fastpath.plugins.module_utils import _abi
 
 # (map name, counter names in index order), in the order of the table.
-SECTIONS = (("stats", _abi.REASONS), ("proto_stats", _abi.PROTOS))
+SECTIONS = tuple((name, names)
+                 for name, (names, _help) in _abi.COUNTER_MAPS.items())
 FIELDS = ("packets", "bytes")
 FLEET = "fleet"
 MISSING = "-"

@@ -8,11 +8,15 @@ Private to this collection. tests/dataplane/test_abi_mirror.py checks every
 name and number here against the built object's BTF and the C header.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
 import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import _bpf
 
 PROGRAM_NAME = "sip_xdp_prog"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/vos_fastpath"
@@ -78,6 +82,13 @@ PROTO_HELP = {
     "UDP": "UDP, any port",
     "ICMP": "ICMP or ICMPv6",
     "OTHER": "any other protocol, or an IPv6 extension chain not followed",
+}
+
+# The counter maps in the order people read them: map name -> (counter
+# names in index order, one-line explanation per name).
+COUNTER_MAPS = {
+    "stats": (REASONS, REASON_HELP),
+    "proto_stats": (PROTOS, PROTO_HELP),
 }
 
 
@@ -152,3 +163,17 @@ HEADER_CONSTANTS.update(
 HEADER_CONSTANTS.update(
     ("FP_MAX_" + name.upper(), spec.max_entries)
     for name, spec in MAPS.items())
+
+
+def map_layout(m: MapSpec | _bpf.Map) -> dict:
+    """The comparable part of a map: a MapSpec, or a map the kernel holds
+    (_bpf.Map), which name the same attributes."""
+    return {"type": m.map_type, "key_size": m.key_size,
+            "value_size": m.value_size, "max_entries": m.max_entries,
+            "flags": m.flags}
+
+
+def prog_pin_name(ifname: str) -> str:
+    """The pin of an interface's program under the pin directory. bpffs
+    refuses '.' in names (eth0.100); ':' is never in an interface name."""
+    return "prog_" + ifname.replace(".", ":")

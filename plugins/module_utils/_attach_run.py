@@ -8,15 +8,27 @@ Private to this collection. Shared by the xdp_attach module and the boot
 service (vos-fastpath-boot), which runs the same steps without Ansible.
 `module` is anything with AnsibleModule's params, check_mode, _diff,
 warn(), run_command() and get_bin_path().
+
+The data flows through here once, in this order:
+  _host.Host          the kernel boundary (ip, bpftool, bpf(), pins)
+  _current.read_current   what is there now
+  _tag_cache, _elf    the tag of the object's last load, its maps
+  _plan.plan_present  what has to change (pure; check mode stops here)
+  _apply.apply_present    the changes, with undo
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
 import os
+from typing import TYPE_CHECKING
 
-from . import _attach, _facts
+from . import _abi, _apply, _current, _elf, _facts, _plan, _tag_cache
+from ._errors import FastpathError
+
+if TYPE_CHECKING:
+    from . import _host
 
 GENERIC_UNDER_AUTO = (
     "%s runs the program in generic XDP mode (%s): the verdicts are the "
@@ -25,58 +37,76 @@ GENERIC_UNDER_AUTO = (
     "generic.")
 
 
-def check_pin_dir(host, pin_dir):
+def check_pin_dir(host: _host.Host, pin_dir: str) -> None:
     if host.bpffs_mount(pin_dir) is None:
-        raise _attach.AttachError(_facts.NOT_ON_BPFFS % pin_dir)
+        raise FastpathError(_facts.NOT_ON_BPFFS % pin_dir)
     if not host.exists(os.path.dirname(pin_dir.rstrip("/"))):
-        raise _attach.AttachError(
+        raise FastpathError(
             "The parent of pin_dir %s does not exist: create it first."
             % pin_dir)
 
 
-def state_view(tag, mode, ports, flags):
+def state_view(tag: str | None, mode: str | None, ports: list[int] | None,
+               flags: int | None) -> dict:
     """What diff shows of the program and its maps."""
     return dict(tag=tag, mode=mode, sip_ports=ports,
-                settings=(_attach.flags_to_settings(flags)
+                settings=(_plan.flags_to_settings(flags)
                           if flags is not None else None))
 
 
-def present(module, host, result):
+def run(module, host: _host.Host, result: dict) -> None:
+    """The whole task, filling result as it goes (a failure's result
+    keeps what was known). Raises FastpathError."""
+    p = module.params
+    result.update(changed=False, interface=p["interface"],
+                  pin_dir=p["pin_dir"],
+                  prog_pin=os.path.join(p["pin_dir"],
+                                        _abi.prog_pin_name(p["interface"])))
+    try:
+        if p["state"] == "present":
+            present(module, host, result)
+        else:
+            absent(module, host, result)
+    except OSError as e:
+        raise FastpathError("A bpf() call or bpffs path failed (%s): run as "
+                            "root and check that bpffs is mounted." % e)
+
+
+def present(module, host: _host.Host, result: dict) -> None:
     p = module.params
     ifname, pin_dir, program = p["interface"], p["pin_dir"], p["program"]
     if not os.path.isfile(p["object"]):
-        raise _attach.AttachError(
+        raise FastpathError(
             "The object %s does not exist on this host: build it with "
             "'make' and copy it here first." % p["object"])
-    ports = _attach.normalize_ports(p["sip_ports"])
+    ports = _plan.normalize_ports(p["sip_ports"])
     check_pin_dir(host, pin_dir)
-    cur = _attach.read_current(host, ifname, pin_dir, program)
+    cur = _current.read_current(host, ifname, pin_dir, program)
 
-    cache = _attach.TagCache()
-    key = _attach.cache_key(p["object"], host.tool("bpftool"))
+    cache = _tag_cache.TagCache()
+    key = _tag_cache.cache_key(p["object"], host.tool("bpftool"))
     cached_tag = cache.lookup(key)
-    object_maps = _attach.object_map_names(p["object"])
-    plan = _attach.plan_present(cur, ifname, p["mode"], program, p["force"],
-                                ports, p["settings"], cached_tag,
-                                object_maps)
-    unchanged = plan.action == _attach.NONE
+    object_maps = _elf.map_names(p["object"])
+    plan = _plan.plan_present(cur, ifname, p["mode"], program, p["force"],
+                              ports, p["settings"], cached_tag, object_maps)
+    unchanged = plan.action == _plan.NONE
     result.update(
         changed=plan.changed,
-        action=_attach.REPLACE if plan.action == _attach.VERIFY
+        action=_plan.REPLACE if plan.action == _plan.VERIFY
         else plan.action,
         mode="native" if plan.target_mode == "auto" else plan.target_mode,
         mode_reason=plan.mode_reason,
-        detached_for_mode_change=plan.action == _attach.MODE_CHANGE,
+        detached_for_mode_change=plan.action == _plan.MODE_CHANGE,
         prog_id=cur.prog["id"] if unchanged else None,
         tag=cur.prog["tag"] if unchanged else cached_tag,
         replaced=None if unchanged or not cur.prog else cur.summary(),
         maps=dict((name, os.path.join(pin_dir, name))
                   for name in object_maps),
         reused_maps=sorted(set(cur.pins) | set(cur.adopt)),
-        sip_ports=ports, settings=_attach.flags_to_settings(plan.flags))
+        sip_ports=ports, settings=_plan.flags_to_settings(plan.flags))
 
     if plan.changed and not module.check_mode:
-        def record_tag(tag):
+        def record_tag(tag: str) -> None:
             try:
                 cache.record(key, tag)
             except (IOError, OSError) as e:
@@ -84,16 +114,16 @@ def present(module, host, result):
                             "the next run loads the object again."
                             % (cache.path, e))
 
-        out = _attach.apply_present(host, cur, plan, ifname, pin_dir,
-                                    p["object"], program, record_tag)
+        out = _apply.apply_present(host, cur, plan, ifname, pin_dir,
+                                   p["object"], program, record_tag)
         now = host.attached(ifname) or {}
         result.update(
-            changed=out.action != _attach.NONE or plan.maps_changed,
+            changed=out.action != _plan.NONE or plan.maps_changed,
             action=out.action, mode_reason=out.mode_reason,
             detached_for_mode_change=out.detached_for_mode_change,
             mode=now.get("mode"), prog_id=now.get("id"), tag=now.get("tag"),
-            replaced=None if out.action == _attach.NONE else cur.summary())
-    elif cur.prog and plan.action == _attach.NONE:
+            replaced=None if out.action == _plan.NONE else cur.summary())
+    elif cur.prog and plan.action == _plan.NONE:
         result["mode"] = cur.prog["mode"]
     if p["mode"] == "auto" and result["mode"] == "generic":
         module.warn(GENERIC_UNDER_AUTO % (ifname, result["mode_reason"]))
@@ -107,24 +137,24 @@ def present(module, host, result):
             before_header=ifname, after_header=ifname)
 
 
-def absent(module, host, result):
+def absent(module, host: _host.Host, result: dict) -> None:
     p = module.params
     ifname, pin_dir, program = p["interface"], p["pin_dir"], p["program"]
-    cur = _attach.read_current(host, ifname, pin_dir, program)
+    cur = _current.read_current(host, ifname, pin_dir, program)
     detaching = cur.prog and (cur.ours or p["force"])
     users = {}
     if not p["keep_maps"] and cur.pins:
         users = host.attached_map_ids(ifname if detaching else None)
     entries = host.listdir(pin_dir) if cur.pin_dir_exists else []
-    plan = _attach.plan_absent(cur, ifname, pin_dir, program, p["force"],
-                               p["keep_maps"], users, entries)
+    plan = _plan.plan_absent(cur, ifname, pin_dir, program, p["force"],
+                             p["keep_maps"], users, entries)
     for warning in plan.warnings:
         module.warn(warning)
     result.update(
         changed=plan.changed,
         action="detach" if plan.detach else "none",
         mode=cur.prog and cur.prog["mode"] if not plan.detach else None,
-        detached=plan.detach, removed_maps=plan.remove_maps)
+        detached=plan.detach, removed_maps=sorted(plan.remove_maps))
     if module._diff:
         result["diff"] = dict(
             before=state_view(cur.prog and cur.prog["tag"],
@@ -137,4 +167,5 @@ def absent(module, host, result):
                              None if plan.remove_maps else cur.flags),
             before_header=ifname, after_header=ifname)
     if plan.changed and not module.check_mode:
-        _attach.apply_absent(host, plan, ifname, pin_dir)
+        for warning in _apply.apply_absent(host, cur, plan, ifname, pin_dir):
+            module.warn(warning)

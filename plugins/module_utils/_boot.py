@@ -9,14 +9,15 @@ module_utils on each host with a small `vos-fastpath-boot` script, and a
 systemd unit that runs it at boot. It reads the boot configuration the
 role writes (boot.json in the state directory), then, with the very code
 of the xdp_attach module, attaches the program on every interface, and
-puts back each list that bpf_map_entry saved. It needs Python 3, ip and
-bpftool: no Ansible.
+puts back each list that bpf_map_entry saved under the state directory
+(`lists` names them; _defaults.saved_list says where each is). It needs
+Python 3, ip and bpftool: no Ansible.
 
 Running it again changes nothing: an attached program is left alone and
 a list is restored only into empty maps.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
@@ -27,16 +28,15 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import IO
 
-from . import _abi, _attach, _attach_run, _facts, _lists, _snapshot
+from . import _abi, _attach_run, _defaults, _facts, _host, _snapshot
+from ._errors import FastpathError
+from ._runner import Runner
 
-DEFAULT_CONFIG = "/var/lib/vos-fastpath/boot.json"
+DEFAULT_CONFIG = os.path.join(_defaults.STATE_DIR, "boot.json")
 BPFFS = "/sys/fs/bpf"
 INTERFACE_WAIT_S = 30
-
-
-class BootError(Exception):
-    """One sentence: what is wrong and what to do."""
 
 
 class Task:
@@ -45,61 +45,59 @@ class Task:
     check_mode = False
     _diff = False
 
-    def __init__(self, params, out=sys.stdout):
+    def __init__(self, params: dict, out: IO[str] = sys.stdout) -> None:
         self.params = params
         self.out = out
 
-    def warn(self, msg):
+    def warn(self, msg: str) -> None:
         say(self.out, "warning: %s" % msg)
 
-    def get_bin_path(self, name, required=False, opt_dirs=None):
-        path = shutil.which(name, path=os.pathsep.join(
+    def get_bin_path(self, name: str, required: bool = False,
+                     opt_dirs: list[str] | None = None) -> str | None:
+        return shutil.which(name, path=os.pathsep.join(
             list(opt_dirs or []) + os.environ.get("PATH", "").split(
                 os.pathsep)))
-        if path is None and required:
-            raise _attach.AttachError(
-                "%s was not found: install it (see the prereqs role)."
-                % name)
-        return path
 
-    def run_command(self, argv, environ_update=None, **_kwargs):
+    def run_command(self, argv: list[str],
+                    environ_update: dict[str, str] | None = None,
+                    cwd: str | None = None) -> tuple[int, str, str]:
         env = dict(os.environ, **(environ_update or {}))
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE,
                               universal_newlines=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
 
-def read_config(path):
+def read_config(path: str) -> dict:
     try:
         with open(path) as f:
             config = json.load(f)
     except (IOError, OSError) as e:
-        raise BootError("Could not read %s (%s): deploy with the "
-                        "vos.fastpath.fastpath role first."
-                        % (path, e.strerror))
+        raise FastpathError("Could not read %s (%s): deploy with the "
+                            "vos.fastpath.fastpath role first."
+                            % (path, e.strerror))
     except ValueError as e:
-        raise BootError("%s is not valid JSON (%s): deploy again to rewrite "
-                        "it." % (path, e))
+        raise FastpathError("%s is not valid JSON (%s): deploy again to "
+                            "rewrite it." % (path, e))
     for key in ("object", "pin_dir", "interfaces"):
         if not isinstance(config, dict) or key not in config:
-            raise BootError("%s has no %r: deploy again to rewrite it."
-                            % (path, key))
+            raise FastpathError("%s has no %r: deploy again to rewrite it."
+                                % (path, key))
     return config
 
 
-def mount_bpffs(task, pin_dir):
+def mount_bpffs(task: Task, pin_dir: str) -> bool:
     if _facts.bpffs_mount(pin_dir) is not None:
         return False
-    rc, _out, err = task.run_command(["mount", "-t", "bpf", "bpf", BPFFS])
+    rc, _out, err = Runner(task).try_run(["mount", "-t", "bpf", "bpf", BPFFS])
     if rc != 0 or _facts.bpffs_mount(pin_dir) is None:
-        raise BootError("Could not mount bpffs on %s (%s): mount it, or "
-                        "set fastpath_pin_dir to a path on bpffs."
-                        % (BPFFS, err.strip() or "not on bpffs"))
+        raise FastpathError("Could not mount bpffs on %s (%s): mount it, or "
+                            "set fastpath_pin_dir to a path on bpffs."
+                            % (BPFFS, err.strip() or "not on bpffs"))
     return True
 
 
-def wait_for_interface(name, timeout):
+def wait_for_interface(name: str, timeout: float) -> bool:
     """Interfaces can appear late at boot (udev renames, VLANs)."""
     deadline = time.monotonic() + timeout
     while not os.path.exists("/sys/class/net/%s" % name):
@@ -109,67 +107,61 @@ def wait_for_interface(name, timeout):
     return True
 
 
-def attach_params(config, name):
-    settings = dict(_attach.SETTINGS_DEFAULTS)
+def attach_params(config: dict, name: str) -> dict:
+    """xdp_attach's parameters; what the configuration leaves out takes
+    the module's defaults (_defaults)."""
+    settings = dict(_defaults.SETTINGS)
     settings.update(config.get("settings") or {})
     return dict(interface=name, object=config["object"],
                 program=config.get("program", _abi.PROGRAM_NAME),
-                mode=config.get("mode", "auto"),
+                mode=config.get("mode", _defaults.MODE),
                 pin_dir=config["pin_dir"], state="present",
-                sip_ports=config.get("sip_ports", [5060]),
+                sip_ports=config.get("sip_ports", list(_defaults.SIP_PORTS)),
                 settings=settings, force=False, keep_maps=True)
 
 
-def attach(config, name, out, wait):
+def attach(config: dict, name: str, out: IO[str], wait: int) -> str:
     """Attach on one interface; one line saying what happened."""
     if not wait_for_interface(name, wait):
-        raise BootError("Interface %s did not appear within %d s: check "
-                        "fastpath_interfaces." % (name, wait))
+        raise FastpathError("Interface %s did not appear within %d s: check "
+                            "fastpath_interfaces." % (name, wait))
     task = Task(attach_params(config, name), out)
-    result = dict(changed=False)
+    result = {}
     try:
-        _attach_run.present(task, _attach.Host(task), result)
-    except _attach.AttachError as e:
-        detail = e.details().get("stderr", "")
-        raise BootError("%s: %s%s" % (name, e.msg,
-                                      "\n" + detail if detail else ""))
+        _attach_run.run(task, _host.Host(task), result)
+    except FastpathError as e:
+        detail = e.stderr if e.rc is not None else ""
+        raise FastpathError("%s: %s%s" % (name, e.msg,
+                                          "\n" + detail if detail else ""))
     return "%s: %s (%s mode)" % (
         name, "attached" if result["changed"] else "already attached",
         result.get("mode"))
 
 
-def restore_list(config, list_name, path):
+def restore_list(config: dict, list_name: str) -> str:
     """One line saying what was restored into one list."""
+    path = _defaults.saved_list(
+        config.get("state_dir", _defaults.STATE_DIR), list_name)
     try:
-        tries = _lists.open_pair(config["pin_dir"], list_name)
-    except _lists.ListError as e:
-        raise BootError("%s: %s" % (list_name, e))
-    try:
-        report = _snapshot.restore(path, tries, _lists.boot_ns())
-    except _snapshot.SnapshotError as e:
-        raise BootError("%s: %s Deploy again, or remove the file, to save "
-                        "the list anew." % (list_name, e))
-    finally:
-        for trie in tries:
-            trie.close()
-    if not report:
+        report = _snapshot.restore_list(config["pin_dir"], list_name, path)
+    except FastpathError as e:
+        raise FastpathError("%s: %s" % (list_name, e))
+    if report is None:
         return "%s: nothing saved in %s" % (list_name, path)
-    restored = sum(r[0] for r in report.values())
-    expired = sum(r[1] for r in report.values())
-    kept = sum(r[2] for r in report.values())
-    if kept:
+    if report["kept"]:
         return "%s: %d live entries kept, nothing to restore" % (
-            list_name, kept)
+            list_name, report["kept"])
     return "%s: %d entries restored, %d expired while down" % (
-        list_name, restored, expired)
+        list_name, report["restored"], report["expired"])
 
 
-def say(out, line):
+def say(out: IO[str], line: str) -> None:
     out.write(line + "\n")
     out.flush()
 
 
-def run(config_path, out=None, err=None, wait=INTERFACE_WAIT_S):
+def run(config_path: str, out: IO[str] | None = None,
+        err: IO[str] | None = None, wait: int = INTERFACE_WAIT_S) -> int:
     """Returns the exit status: 0 when everything is in place. Each
     interface and each list is done on its own: one failure does not keep
     the others from coming back."""
@@ -181,13 +173,12 @@ def run(config_path, out=None, err=None, wait=INTERFACE_WAIT_S):
     failures = 0
     steps = [(attach, (config, name, out, wait))
              for name in config["interfaces"]]
-    steps += [(restore_list, (config, list_name, path))
-              for list_name, path in sorted(
-                  (config.get("lists") or {}).items())]
+    steps += [(restore_list, (config, list_name))
+              for list_name in sorted(config.get("lists") or ())]
     for step, args in steps:
         try:
             say(out, step(*args))
-        except BootError as e:
+        except FastpathError as e:
             say(err, "error: %s" % e)
             failures += 1
         except OSError as e:
@@ -196,7 +187,8 @@ def run(config_path, out=None, err=None, wait=INTERFACE_WAIT_S):
     return 1 if failures else 0
 
 
-def main(argv=None, out=None, err=None):
+def main(argv: list[str] | None = None, out: IO[str] | None = None,
+         err: IO[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vos-fastpath-boot",
         description="Attach the vos.fastpath XDP program and restore its "
@@ -209,7 +201,7 @@ def main(argv=None, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     try:
         return run(args.config, out=out, err=err, wait=args.wait)
-    except BootError as e:
+    except FastpathError as e:
         say(err, "error: %s" % e)
     except OSError as e:
         say(err, "error: %s: run as root." % e)

@@ -8,7 +8,7 @@ Private to this collection. Targets need nothing but Python 3 for this:
 no libbpf binding, no pip package, no process per map entry.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
@@ -16,6 +16,7 @@ import ctypes
 import errno
 import os
 import platform
+from typing import TypeVar
 
 # Syscall numbers of bpf(2) by machine.
 _SYSCALL_NR = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361,
@@ -45,11 +46,6 @@ _libc.syscall.restype = ctypes.c_long
 
 class BpfError(OSError):
     """A failed bpf() command, with the command named in the message."""
-
-
-class _Attr(ctypes.Union):
-    # Large enough for every command used here; the kernel wants the rest 0.
-    _fields_ = [("raw", ctypes.c_uint8 * 128)]
 
 
 class _MapElem(ctypes.Structure):
@@ -125,7 +121,11 @@ class ProgInfo(ctypes.Structure):
                 ("name", ctypes.c_char * 16)]
 
 
-def _syscall_nr():
+# The info structure _info() fills and returns.
+_Info = TypeVar("_Info", MapInfo, ProgInfo)
+
+
+def _syscall_nr() -> int:
     machine = platform.machine()
     if machine not in _SYSCALL_NR:
         raise BpfError(errno.ENOSYS,
@@ -133,7 +133,7 @@ def _syscall_nr():
     return _SYSCALL_NR[machine]
 
 
-def bpf(cmd, attr, what):
+def bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
     """Run one bpf() command on a ctypes structure; raise BpfError."""
     size = ctypes.sizeof(attr)
     ret = _libc.syscall(_syscall_nr(), ctypes.c_int(cmd),
@@ -144,11 +144,11 @@ def bpf(cmd, attr, what):
     return ret
 
 
-def _addr(buf):
+def _addr(buf: ctypes.Array | None) -> int:
     return ctypes.addressof(buf) if buf is not None else 0
 
 
-def possible_cpus():
+def possible_cpus() -> int:
     """Number of possible CPUs: the slot count of a per-CPU map value."""
     with open("/sys/devices/system/cpu/possible") as f:
         spec = f.read().strip()
@@ -159,41 +159,41 @@ def possible_cpus():
     return count
 
 
-def obj_get(path):
+def obj_get(path: str) -> int:
     """An fd for a pinned map or program."""
     buf = ctypes.create_string_buffer(path.encode())
     attr = _ObjPath(pathname=_addr(buf))
     return bpf(BPF_OBJ_GET, attr, "open pinned object %s" % path)
 
 
-def obj_pin(fd, path):
+def obj_pin(fd: int, path: str) -> None:
     buf = ctypes.create_string_buffer(path.encode())
     attr = _ObjPath(pathname=_addr(buf), bpf_fd=fd)
     bpf(BPF_OBJ_PIN, attr, "pin object at %s" % path)
 
 
-def prog_fd_by_id(prog_id):
+def prog_fd_by_id(prog_id: int) -> int:
     attr = _GetFdById(id=prog_id)
     return bpf(BPF_PROG_GET_FD_BY_ID, attr, "open program id %d" % prog_id)
 
 
-def map_fd_by_id(map_id):
+def map_fd_by_id(map_id: int) -> int:
     attr = _GetFdById(id=map_id)
     return bpf(BPF_MAP_GET_FD_BY_ID, attr, "open map id %d" % map_id)
 
 
-def _info(fd, info, what):
+def _info(fd: int, info: _Info, what: str) -> _Info:
     attr = _InfoByFd(bpf_fd=fd, info_len=ctypes.sizeof(info),
                      info=ctypes.addressof(info))
     bpf(BPF_OBJ_GET_INFO_BY_FD, attr, what)
     return info
 
 
-def map_info(fd):
+def map_info(fd: int) -> MapInfo:
     return _info(fd, MapInfo(), "read map info")
 
 
-def prog_info(fd, map_ids=None):
+def prog_info(fd: int, map_ids: ctypes.Array | None = None) -> ProgInfo:
     """Program info; with map_ids (a ctypes u32 array) also its map ids."""
     info = ProgInfo()
     if map_ids is not None:
@@ -202,7 +202,8 @@ def prog_info(fd, map_ids=None):
     return _info(fd, info, "read program info")
 
 
-def create_map(map_type, key_size, value_size, max_entries, flags=0):
+def create_map(map_type: int, key_size: int, value_size: int,
+               max_entries: int, flags: int = 0) -> int:
     """A new unpinned map; used to probe that bpf() works."""
     attr = _MapCreate(map_type=map_type, key_size=key_size,
                       value_size=value_size, max_entries=max_entries,
@@ -219,7 +220,7 @@ class Map:
 
     PERCPU_TYPES = (5, 6, 10)   # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
-    def __init__(self, fd):
+    def __init__(self, fd: int) -> None:
         self.fd = fd
         info = map_info(fd)
         self.name = info.name.decode()
@@ -235,21 +236,22 @@ class Map:
                                 if self.percpu else self.value_size)
 
     @classmethod
-    def open_pinned(cls, path):
+    def open_pinned(cls, path: str) -> Map:
         return cls(obj_get(path))
 
-    def close(self):
+    def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self):
+    def __enter__(self) -> Map:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _elem(self, cmd, key, value=None, flags=0, what="map"):
+    def _elem(self, cmd: int, key: bytes, value: bytes | None = None,
+              flags: int = 0, what: str = "map") -> ctypes.Array | None:
         kbuf = ctypes.create_string_buffer(key, self.key_size)
         vbuf = None
         if value is not None:
@@ -259,7 +261,7 @@ class Map:
         bpf(cmd, attr, "%s %s" % (what, self.name))
         return vbuf
 
-    def lookup(self, key):
+    def lookup(self, key: bytes) -> bytes | None:
         """The value for key, or None when there is none."""
         buf = ctypes.create_string_buffer(self.full_value_size)
         kbuf = ctypes.create_string_buffer(key, self.key_size)
@@ -272,10 +274,11 @@ class Map:
             raise
         return buf.raw
 
-    def update(self, key, value, flags=BPF_ANY):
+    def update(self, key: bytes, value: bytes, flags: int = BPF_ANY
+               ) -> None:
         self._elem(BPF_MAP_UPDATE_ELEM, key, value, flags, "update map")
 
-    def delete(self, key):
+    def delete(self, key: bytes) -> bool:
         """Delete key; False when it was not there."""
         try:
             self._elem(BPF_MAP_DELETE_ELEM, key, what="delete from map")
@@ -285,7 +288,7 @@ class Map:
             raise
         return True
 
-    def keys(self):
+    def keys(self) -> list[bytes]:
         """Every key, walked with GET_NEXT_KEY (works on every map type)."""
         out = []
         cur = None
@@ -305,7 +308,7 @@ class Map:
             cur = nbuf.raw
             out.append(cur)
 
-    def update_batch(self, keys, values):
+    def update_batch(self, keys: bytes, values: bytes) -> None:
         """Write len(keys) entries in one call; keys/values are bytes."""
         count = len(keys) // self.key_size
         if not count:
@@ -316,7 +319,7 @@ class Map:
                          map_fd=self.fd)
         bpf(BPF_MAP_UPDATE_BATCH, attr, "batch update of map %s" % self.name)
 
-    def delete_batch(self, keys):
+    def delete_batch(self, keys: bytes) -> None:
         count = len(keys) // self.key_size
         if not count:
             return
@@ -324,7 +327,7 @@ class Map:
         attr = _MapBatch(keys=_addr(kbuf), count=count, map_fd=self.fd)
         bpf(BPF_MAP_DELETE_BATCH, attr, "batch delete from map %s" % self.name)
 
-    def lookup_batch(self, chunk=4096):
+    def lookup_batch(self, chunk: int = 4096) -> tuple[bytes, bytes]:
         """Every (keys, values) as two bytes objects; arrays and hashes."""
         keys, values = [], []
         kbuf = ctypes.create_string_buffer(self.key_size * chunk)
@@ -354,13 +357,15 @@ class Map:
 class TestRun:
     """Outcome of one BPF_PROG_TEST_RUN."""
 
-    def __init__(self, retval, duration_ns, data_out):
+    def __init__(self, retval: int, duration_ns: int, data_out: bytes
+                 ) -> None:
         self.retval = retval
         self.duration_ns = duration_ns
         self.data_out = data_out
 
 
-def prog_test_run(prog_fd, data, repeat=1, ctx=None):
+def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1,
+                  ctx: bytes | None = None) -> TestRun:
     """Run a program on one frame (repeat times); duration is per run."""
     din = ctypes.create_string_buffer(data, len(data))
     dout = ctypes.create_string_buffer(len(data) + 256)

@@ -9,26 +9,22 @@ summed over every possible CPU and returned by counter name, so that a
 module can return them as JSON and a person can read them as a table.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
 import os
-from typing import Dict, Sequence, Tuple
+from typing import Sequence
 
 from . import _abi, _bpf
 
-# map name -> (counter names in index order, one-line explanation per name)
-COUNTER_MAPS = {
-    "stats": (_abi.REASONS, _abi.REASON_HELP),
-    "proto_stats": (_abi.PROTOS, _abi.PROTO_HELP),
-}
+COUNTER_MAPS = _abi.COUNTER_MAPS
 
-Counter = Dict[str, int]            # {"packets": n, "bytes": n}
-Counters = Dict[str, Dict[str, Counter]]
+Counter = dict[str, int]            # {"packets": n, "bytes": n}
+Counters = dict[str, dict[str, Counter]]
 
 
-def sum_percpu(raw: bytes, slot_size: int) -> Tuple[int, int]:
+def sum_percpu(raw: bytes, slot_size: int) -> tuple[int, int]:
     """(packets, bytes) of one per-CPU fp_counter value, summed over CPUs."""
     packets = total = 0
     for offset in range(0, len(raw) - slot_size + 1, slot_size):
@@ -38,7 +34,7 @@ def sum_percpu(raw: bytes, slot_size: int) -> Tuple[int, int]:
     return packets, total
 
 
-def read_map_counters(path: str, names: Sequence[str]) -> Dict[str, Counter]:
+def read_map_counters(path: str, names: Sequence[str]) -> dict[str, Counter]:
     """Every counter of one pinned per-CPU counter map, by name."""
     out = {}
     with _bpf.Map.open_pinned(path) as m:
@@ -57,24 +53,6 @@ def read_counters(pin_dir: str = _abi.DEFAULT_PIN_DIR) -> Counters:
         map_name: read_map_counters(os.path.join(pin_dir, map_name), names)
         for map_name, (names, _help) in COUNTER_MAPS.items()
     }
-
-
-def format_table(counters: Counters) -> str:
-    """A text table: one row per counter with its packets, bytes and a
-    one-line explanation, `stats` first, then `proto_stats`."""
-    width = max(len(name) for names, _help in COUNTER_MAPS.values()
-                for name in names)
-    lines = []
-    for map_name, (names, helps) in COUNTER_MAPS.items():
-        if map_name not in counters:
-            continue
-        header = (width + 2, map_name, "packets", "bytes", "meaning")
-        lines.append("%-*s %9s %11s  %s" % header)
-        for name in names:
-            c = counters[map_name].get(name, {"packets": 0, "bytes": 0})
-            lines.append("  %-*s %9d %11d  %s" % (width, name, c["packets"],
-                                                  c["bytes"], helps[name]))
-    return "\n".join(lines)
 
 
 def prometheus_text(counters: Counters) -> str:

@@ -9,11 +9,12 @@ their name as the kernel keeps it (/proc/<pid>/comm), never by their
 command line, and every thread (/proc/<pid>/task/<tid>) is handled.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
 import os
+from typing import Collection, Iterable
 
 PROC = "/proc"
 ONLINE = "/sys/devices/system/cpu/online"
@@ -22,7 +23,7 @@ ONLINE = "/sys/devices/system/cpu/online"
 COMM_LEN = 15
 
 
-def parse_cpu_list(text):
+def parse_cpu_list(text: object) -> frozenset[int]:
     """The set of CPU numbers in a kernel-style list such as "1-3,5".
 
     Raises ValueError with a sentence that says what is wrong.
@@ -50,7 +51,7 @@ def parse_cpu_list(text):
     return frozenset(cpus)
 
 
-def format_cpu_list(cpus):
+def format_cpu_list(cpus: Iterable[int]) -> str:
     """The shortest kernel-style list for a set of CPUs: {0,1,2,5} -> "0-2,5".
     """
     parts = []
@@ -68,7 +69,7 @@ def format_cpu_list(cpus):
     return ",".join(parts)
 
 
-def online_cpus(path=ONLINE):
+def online_cpus(path: str = ONLINE) -> frozenset[int]:
     """The CPUs the kernel has online (those this process may use when the
     list cannot be read)."""
     try:
@@ -78,7 +79,8 @@ def online_cpus(path=ONLINE):
         return frozenset(os.sched_getaffinity(0))
 
 
-def check_cpus(wanted, available):
+def check_cpus(wanted: Iterable[int], available: Collection[int]
+               ) -> str | None:
     """None when every wanted CPU is available, else a sentence saying
     which ones are not and what the host has."""
     missing = set(wanted) - set(available)
@@ -92,12 +94,12 @@ def check_cpus(wanted, available):
                 format_cpu_list(available)))
 
 
-def comm_name(name):
+def comm_name(name: str) -> str:
     """A name as /proc/<pid>/comm would show it (the kernel truncates)."""
     return name.encode("utf-8")[:COMM_LEN].decode("utf-8", "ignore")
 
 
-def read_comm(pid, proc=None):
+def read_comm(pid: int | str, proc: str | None = None) -> str | None:
     """The name of a process, or None when it is gone."""
     try:
         with open(os.path.join(proc or PROC, str(pid), "comm"), "rb") as f:
@@ -106,7 +108,8 @@ def read_comm(pid, proc=None):
         return None
 
 
-def find_processes(names, proc=None):
+def find_processes(names: Iterable[str], proc: str | None = None
+                   ) -> list[tuple[int, str]]:
     """[(pid, name)] of every process whose comm is exactly one of names,
     by pid."""
     wanted = set(comm_name(n) for n in names)
@@ -120,7 +123,7 @@ def find_processes(names, proc=None):
     return sorted(found)
 
 
-def thread_ids(pid, proc=None):
+def thread_ids(pid: int, proc: str | None = None) -> list[int]:
     """The ids of every thread of a process (empty when it is gone)."""
     try:
         tasks = os.listdir(os.path.join(proc or PROC, str(pid), "task"))
@@ -129,7 +132,7 @@ def thread_ids(pid, proc=None):
     return sorted(int(t) for t in tasks if t.isdigit())
 
 
-def get_affinity(tid):
+def get_affinity(tid: int) -> frozenset[int] | None:
     """The CPUs a thread may run on, or None when it is gone."""
     try:
         return frozenset(os.sched_getaffinity(tid))
@@ -137,7 +140,7 @@ def get_affinity(tid):
         return None
 
 
-def set_affinity(tid, cpus):
+def set_affinity(tid: int, cpus: Iterable[int]) -> bool:
     """Set a thread's CPUs; False when the thread is gone."""
     try:
         os.sched_setaffinity(tid, cpus)
@@ -146,7 +149,8 @@ def set_affinity(tid, cpus):
     return True
 
 
-def plan(pid, cpus, proc=None):
+def plan(pid: int, cpus: frozenset[int], proc: str | None = None
+         ) -> tuple[frozenset[int] | None, list[int]]:
     """(before, threads to change) for one process: before is its main
     thread's CPUs (None when the process is gone)."""
     before = get_affinity(pid)
@@ -160,7 +164,8 @@ def plan(pid, cpus, proc=None):
     return before, pending
 
 
-def pin(pid, cpus, proc=None, passes=3):
+def pin(pid: int, cpus: frozenset[int], proc: str | None = None,
+        passes: int = 3) -> int:
     """Set the CPUs of every thread of a process. Threads started while
     this runs are caught by a new pass. Returns the number of threads set.
     """

@@ -9,7 +9,7 @@ changes it (the bpf() probe creates a small map and closes it at once).
 Each problem comes with one sentence that says what to do.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
@@ -24,6 +24,7 @@ import socket
 import struct
 
 from . import _abi, _bpf, _files
+from ._runner import PACKAGES, Runner
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 BPFFS = "/sys/fs/bpf"
@@ -43,34 +44,22 @@ NATIVE_XDP_DRIVERS = frozenset((
 XDP_MODES = {0: "none", 1: "native", 2: "generic", 3: "offload",
              4: "multi"}
 
-# Package that provides each tool, per distribution family.
-PACKAGES = {
-    "bpftool": "bpftool (Debian 12), linux-tools-$(uname -r) (Ubuntu) "
-               "or bpftool (RHEL 9)",
-    "clang": "clang (Debian, Ubuntu, RHEL)",
-    "ip": "iproute2 (Debian, Ubuntu) or iproute (RHEL)",
-    "libbpf": "libbpf-dev (Debian, Ubuntu) or libbpf-devel (RHEL)",
-}
-
-# Where distributions put ip and bpftool, which may not be on a PATH.
-TOOL_DIRS = ["/usr/sbin", "/sbin"]
-
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
 
 
-def problem(name, msg):
+def problem(name: str, msg: str) -> dict[str, str]:
     return {"name": name, "msg": msg}
 
 
-def btf_facts(path=BTF_PATH):
+def btf_facts(path: str = BTF_PATH) -> dict:
     if not os.path.exists(path):
         return {"present": False, "path": path, "sha256": None}
     return {"present": True, "path": path,
             "sha256": _files.sha256_file(path)}
 
 
-def bpf_syscall_usable():
+def bpf_syscall_usable() -> tuple[bool, str | None]:
     """(usable, error): create and close a one-entry array map."""
     try:
         fd = _bpf.create_map(_abi.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
@@ -80,7 +69,7 @@ def bpf_syscall_usable():
     return True, None
 
 
-def jit_enabled(path=JIT_SYSCTL):
+def jit_enabled(path: str = JIT_SYSCTL) -> bool | None:
     """True or False; None when the sysctl is not visible, as in a
     container: the kernel shows it in the initial network namespace only."""
     try:
@@ -90,7 +79,8 @@ def jit_enabled(path=JIT_SYSCTL):
         return None
 
 
-def bpffs_mounted(mountpoint=BPFFS, mounts="/proc/mounts"):
+def bpffs_mounted(mountpoint: str = BPFFS, mounts: str = "/proc/mounts"
+                  ) -> bool:
     with open(mounts) as f:
         for line in f:
             fields = line.split()
@@ -100,7 +90,8 @@ def bpffs_mounted(mountpoint=BPFFS, mounts="/proc/mounts"):
     return False
 
 
-def bpffs_mount(path, mounts="/proc/self/mounts"):
+def bpffs_mount(path: str, mounts: str = "/proc/self/mounts"
+                ) -> str | None:
     """The bpffs mount point that holds path, or None."""
     best = None
     real = os.path.realpath(path)
@@ -120,21 +111,20 @@ NOT_ON_BPFFS = ("pin_dir %s is not on bpffs: mount it with 'mount -t bpf bpf "
                 "/sys/fs/bpf' or choose a pin_dir under a bpffs mount.")
 
 
-def _first_version(text):
+def _first_version(text: str | None) -> str | None:
     match = re.search(r"\d+\.\d+(\.\d+)?", text or "")
     return match.group(0) if match else None
 
 
-def tool_facts(module):
+def tool_facts(runner: Runner) -> dict:
     """Path and version of clang, bpftool and ip, and the libbpf headers."""
     tools = {}
     for name, args in (("clang", ["--version"]), ("bpftool", ["version"]),
                        ("ip", ["-V"])):
-        path = module.get_bin_path(name, opt_dirs=TOOL_DIRS)
+        path = runner.find(name)
         version = None
         if path:
-            rc, out, err = module.run_command([path] + args,
-                                              environ_update={"LANG": "C"})
+            rc, out, err = runner.try_run([path] + args)
             if rc == 0:
                 text = out or err
                 if name == "ip":
@@ -145,7 +135,8 @@ def tool_facts(module):
     return tools
 
 
-def libbpf_headers(include_dir=LIBBPF_HEADERS):
+def libbpf_headers(include_dir: str = LIBBPF_HEADERS
+                   ) -> dict[str, str | None]:
     helpers = os.path.join(include_dir, "bpf_helpers.h")
     if not os.path.exists(helpers):
         return {"path": None, "version": None}
@@ -162,7 +153,7 @@ def libbpf_headers(include_dir=LIBBPF_HEADERS):
     return {"path": include_dir, "version": version}
 
 
-def interface_driver(name):
+def interface_driver(name: str) -> str | None:
     """The driver name by the ethtool ioctl, or None (no such interface)."""
     buf = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + b"\0" * 192)
     addr = buf.buffer_info()[0]
@@ -177,17 +168,16 @@ def interface_driver(name):
     return buf.tobytes()[4:36].split(b"\0", 1)[0].decode() or None
 
 
-def links(module, ip_path):
+def links(runner: Runner, ip_path: str) -> list[dict]:
     """`ip -json link show` as a list of dicts."""
-    rc, out, err = module.run_command([ip_path, "-json", "link", "show"],
-                                      environ_update={"LANG": "C"})
-    if rc != 0:
-        module.fail_json(msg="Could not list interfaces with ip: %s"
-                         % err.strip(), rc=rc, stderr=err)
+    out, _err = runner.run(
+        [ip_path, "-json", "link", "show"],
+        lambda rc, out, err: "Could not list the interfaces with ip (%s): "
+        "check that iproute2 works on this host." % err.strip())
     return json.loads(out or "[]")
 
 
-def attached_program(link):
+def attached_program(link: dict) -> dict | None:
     """What XDP program `ip -json link` shows on this link, or None."""
     xdp = link.get("xdp")
     if not xdp:
@@ -203,7 +193,7 @@ def attached_program(link):
             "tag": prog.get("tag"), "mode": XDP_MODES.get(mode, str(mode))}
 
 
-def interface_facts(link):
+def interface_facts(link: dict) -> dict:
     driver = interface_driver(link["ifname"])
     return {
         "driver": driver,
@@ -213,7 +203,7 @@ def interface_facts(link):
     }
 
 
-def collect(module, btf_path=BTF_PATH):
+def collect(runner: Runner, btf_path: str = BTF_PATH) -> dict:
     """Every fact, and the list of problems with their remediation."""
     btf = btf_facts(btf_path)
     syscall_ok, syscall_error = bpf_syscall_usable()
@@ -224,11 +214,11 @@ def collect(module, btf_path=BTF_PATH):
         "bpf_syscall": syscall_ok,
         "jit_enabled": jit_enabled(),
         "bpffs_mounted": bpffs_mounted(),
-        "tools": tool_facts(module),
+        "tools": tool_facts(runner),
         "interfaces": {},
     }
     if facts["tools"]["ip"]["path"]:
-        for link in links(module, facts["tools"]["ip"]["path"]):
+        for link in links(runner, facts["tools"]["ip"]["path"]):
             if link.get("link_type") == "loopback":
                 continue
             facts["interfaces"][link["ifname"]] = interface_facts(link)
@@ -237,7 +227,8 @@ def collect(module, btf_path=BTF_PATH):
     return facts
 
 
-def problems(facts, syscall_error=None):
+def problems(facts: dict, syscall_error: str | None = None
+             ) -> list[dict[str, str]]:
     found = []
     if not facts["btf"]["present"]:
         found.append(problem(
@@ -266,7 +257,7 @@ def problems(facts, syscall_error=None):
     return found
 
 
-def build_problems(facts):
+def build_problems(facts: dict) -> list[dict[str, str]]:
     """What a build host needs on top of a runtime host."""
     found = []
     if not facts["tools"]["clang"]["path"]:
@@ -278,7 +269,7 @@ def build_problems(facts):
     return found
 
 
-def program_map_ids(prog_id):
+def program_map_ids(prog_id: int) -> list[int]:
     """Ids of the maps a loaded program uses (empty if it is gone)."""
     try:
         fd = _bpf.prog_fd_by_id(prog_id)
@@ -293,11 +284,12 @@ def program_map_ids(prog_id):
         os.close(fd)
 
 
-def interfaces_using_map(module, ip_path, map_id):
+def interfaces_using_map(runner: Runner, ip_path: str, map_id: int
+                         ) -> list[dict]:
     """Where an XDP program that uses the map is attached:
     [{interface, id, name, tag, mode}]."""
     found = []
-    for link in links(module, ip_path):
+    for link in links(runner, ip_path):
         prog = attached_program(link)
         if prog and prog["id"] and map_id in program_map_ids(prog["id"]):
             entry = dict(prog)

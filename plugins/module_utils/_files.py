@@ -7,16 +7,17 @@
 Private to this collection.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
 import hashlib
 import os
 import tempfile
+from typing import Callable
 
 
-def sha256_file(path):
+def sha256_file(path: str) -> str | None:
     """Hex digest of a file, None when it cannot be read."""
     digest = hashlib.sha256()
     try:
@@ -28,7 +29,7 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def temp_path(dest):
+def temp_path(dest: str) -> str:
     """A new empty file next to dest, for an atomic rename over it."""
     fd, path = tempfile.mkstemp(dir=os.path.dirname(dest) or ".",
                                 prefix=".%s." % os.path.basename(dest),
@@ -37,12 +38,13 @@ def temp_path(dest):
     return path
 
 
-def remove(path):
+def remove(path: str) -> None:
     if os.path.exists(path):
         os.unlink(path)
 
 
-def write_atomically(path, data, move=os.rename):
+def write_atomically(path: str, data: bytes,
+                     move: Callable[[str, str], None] = os.rename) -> None:
     """Write bytes to a temporary file next to path, then move it over
     path (a module passes its atomic_move); no partial file is ever seen."""
     tmp = temp_path(path)

@@ -10,7 +10,7 @@ million entries is parsed, compared and written without one Python object
 per address beyond those keys.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
@@ -20,8 +20,10 @@ import struct
 import threading
 import time
 import zlib
+from typing import IO, Iterable
 
 from . import _abi, _bpf, _facts
+from ._errors import FastpathError
 
 LISTS = {"blocklist": ("block_v4", "block_v6"),
          "allowlist": ("allow_v4", "allow_v6")}
@@ -31,48 +33,44 @@ _FULL_V4 = _PREFIX.pack(32)
 _FULL_V6 = _PREFIX.pack(128)
 
 
-class ListError(ValueError):
-    """Bad input: the message says which line or entry and why."""
-
-
-def source_tag(name):
+def source_tag(name: str) -> int:
     """The u32 stored in fp_entry.source for an owner's name (never 0)."""
     return zlib.crc32(name.encode("utf-8")) or 1
 
 
-def boot_ns():
+def boot_ns() -> int:
     """Now on CLOCK_BOOTTIME, the clock the program compares expiry to."""
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1e9)
 
 
-def _host_bits(packed, prefixlen, bits):
+def _host_bits(packed: bytes, prefixlen: int, bits: int) -> int:
     value = int.from_bytes(packed, "big")
     return value & ((1 << (bits - prefixlen)) - 1)
 
 
-def _masked(packed, prefixlen, bits):
+def _masked(packed: bytes, prefixlen: int, bits: int) -> bytes:
     value = int.from_bytes(packed, "big")
     value &= ~((1 << (bits - prefixlen)) - 1) & ((1 << bits) - 1)
     return value.to_bytes(bits // 8, "big")
 
 
-def parse_entry(text, strict):
-    """One address or CIDR as (family, key); raises ListError."""
+def parse_entry(text: str, strict: bool) -> tuple[int, bytes]:
+    """One address or CIDR as (family, key); raises FastpathError."""
     addr, slash, plen = text.partition("/")
     family, bits, full = ((socket.AF_INET6, 128, _FULL_V6) if ":" in addr
                           else (socket.AF_INET, 32, _FULL_V4))
     try:
         packed = socket.inet_pton(family, addr)
     except (OSError, ValueError):
-        raise ListError("'%s' is not an IPv4 or IPv6 address" % text)
+        raise FastpathError("'%s' is not an IPv4 or IPv6 address" % text)
     if not slash:
         return family, full + packed
     if not plen.isdigit() or int(plen) > bits:
-        raise ListError("'%s' has an invalid prefix length" % text)
+        raise FastpathError("'%s' has an invalid prefix length" % text)
     prefixlen = int(plen)
     if _host_bits(packed, prefixlen, bits):
         if strict:
-            raise ListError(
+            raise FastpathError(
                 "'%s' has host bits set: write %s/%d, or set strict: false "
                 "to normalise" % (text, _ntop(family,
                                               _masked(packed, prefixlen,
@@ -81,7 +79,8 @@ def parse_entry(text, strict):
     return family, _PREFIX.pack(prefixlen) + packed
 
 
-def parse_lines(lines, strict, where, first=1):
+def parse_lines(lines: Iterable[str], strict: bool, where: str,
+                first: int = 1) -> tuple[set[bytes], set[bytes]]:
     """Keys of every entry of `lines` as (v4 set, v6 set). `where` names
     the origin in errors, e.g. "line %d of /etc/blocklist"; `first` is
     the number of the first line."""
@@ -102,8 +101,8 @@ def parse_lines(lines, strict, where, first=1):
                 pass
         try:
             family, key = parse_entry(line, strict)
-        except ListError as e:
-            raise ListError("%s: %s" % (where % number, e))
+        except FastpathError as e:
+            raise FastpathError("%s: %s" % (where % number, e))
         (add4 if family == af4 else add6)(key)
     return v4, v6
 
@@ -111,7 +110,8 @@ def parse_lines(lines, strict, where, first=1):
 BLOCK = 1 << 22
 
 
-def parse_file(f, strict, where):
+def parse_file(f: IO[str], strict: bool, where: str
+               ) -> tuple[set[bytes], set[bytes]]:
     """parse_lines for a file, read in blocks of whole lines. A block of
     bare IPv4 addresses, one per line (a big feed), takes a fast path;
     any other block, or one the fast path rejects, is parsed line by line,
@@ -143,18 +143,18 @@ def parse_file(f, strict, where):
         first += len(lines)
 
 
-def key_text(key):
+def key_text(key: bytes) -> str:
     """A trie key as the CIDR an operator writes."""
     prefixlen = _PREFIX.unpack_from(key)[0]
     family = socket.AF_INET if len(key) == 8 else socket.AF_INET6
     return "%s/%d" % (_ntop(family, key[4:]), prefixlen)
 
 
-def _ntop(family, packed):
+def _ntop(family: int, packed: bytes) -> str:
     return socket.inet_ntop(family, packed)
 
 
-def covers(key, address_key):
+def covers(key: bytes, address_key: bytes) -> bool:
     """Does the network of `key` contain, or overlap, that of
     `address_key` (same family)?"""
     plen = _PREFIX.unpack_from(key)[0]
@@ -172,25 +172,26 @@ class Entries:
 
     CHUNK = 4096
 
-    def __init__(self, keys, values, ksize, vsize):
+    def __init__(self, keys: bytes, values: bytes, ksize: int,
+                 vsize: int) -> None:
         self.key_list = [keys[i:i + ksize]
                          for i in range(0, len(keys), ksize)]
         self.keys = set(self.key_list)
         self.values = values
         self.vsize = vsize
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.key_list)
 
-    def raw(self, index):
+    def raw(self, index: int) -> bytes:
         return self.values[index * self.vsize:(index + 1) * self.vsize]
 
-    def fields(self):
+    def fields(self) -> dict[bytes, tuple[int, int]]:
         """{key: (expires_ns, source)} of every entry."""
         return dict((key, entry_fields(self.raw(i)))
                     for i, key in enumerate(self.key_list))
 
-    def others(self, common):
+    def others(self, common: bytes) -> dict[bytes, bytes]:
         """{key: raw} of every entry whose value is not `common`. Whole
         chunks of common values are skipped with one comparison."""
         out = {}
@@ -208,13 +209,7 @@ class Entries:
         return out
 
 
-def read_entries(trie):
-    """Every entry of a trie, as Entries."""
-    keys, values = trie.lookup_batch(chunk=65536)
-    return Entries(keys, values, trie.key_size, trie.value_size)
-
-
-def entry_fields(raw):
+def entry_fields(raw: bytes) -> tuple[int, int]:
     """(expires_ns, source) of a raw fp_entry value."""
     expires, source, _reserved = _abi.ENTRY.unpack(raw)
     return expires, source
@@ -224,15 +219,17 @@ class Plan:
     """What one family's trie needs: keys to write, keys to delete, and
     the old values of what they touch (to put back on a failure)."""
 
-    def __init__(self):
-        self.write = []       # keys to (re)write with our value
-        self.delete = []      # keys to remove
-        self.old = {}         # key -> raw value, for keys written or deleted
+    def __init__(self) -> None:
+        self.write: list[bytes] = []  # keys to (re)write with our value
+        self.delete: list[bytes] = []  # keys to remove
+        # key -> raw value, for keys written or deleted
+        self.old: dict[bytes, bytes] = {}
         self.expired = 0      # of delete: expired entries of the owner
         self.unchanged = 0
 
 
-def plan_family(current, desired, state, tag, expires_ns, now):
+def plan_family(current: Entries, desired: set[bytes], state: str, tag: int,
+                expires_ns: int, now: int) -> Plan:
     """The changes that make one trie right for this owner.
 
     present: every desired key exists (a live entry of another owner is
@@ -249,7 +246,7 @@ def plan_family(current, desired, state, tag, expires_ns, now):
     others = current.others(permanent)
     have = current.keys
 
-    def old(key):
+    def old(key: bytes) -> bytes:
         return others.get(key, permanent)
 
     if state == "absent":
@@ -297,9 +294,9 @@ def plan_family(current, desired, state, tag, expires_ns, now):
     return plan
 
 
-def apply_plan(trie, plan, value):
+def apply_plan(trie: _bpf.Map, plan: Plan, value: bytes) -> None:
     """Delete, then write; on a failure put back what was there."""
-    deleted = []
+    deleted: list[bytes] = []
     try:
         if plan.delete:
             trie.delete_batch(b"".join(plan.delete))
@@ -311,12 +308,12 @@ def apply_plan(trie, plan, value):
         raise
 
 
-def undo_plan(trie, plan):
+def undo_plan(trie: _bpf.Map, plan: Plan) -> None:
     """Put back what a fully applied plan changed."""
     _restore(trie, plan, plan.delete)
 
 
-def _restore(trie, plan, deleted):
+def _restore(trie: _bpf.Map, plan: Plan, deleted: list[bytes]) -> None:
     for key in plan.write:
         raw = plan.old.get(key)
         if raw is None:
@@ -327,17 +324,17 @@ def _restore(trie, plan, deleted):
         trie.update(key, plan.old[key])
 
 
-def open_pair(pin_dir, list_name):
+def open_pair(pin_dir: str, list_name: str) -> list[_bpf.Map]:
     """The v4 and v6 tries of a list, opened from their pins."""
     if _facts.bpffs_mount(pin_dir) is None:
-        raise ListError(_facts.NOT_ON_BPFFS % pin_dir)
+        raise FastpathError(_facts.NOT_ON_BPFFS % pin_dir)
     tries = []
     for name in LISTS[list_name]:
         path = os.path.join(pin_dir, name)
         if not os.path.exists(path):
             for trie in tries:
                 trie.close()
-            raise ListError(
+            raise FastpathError(
                 "The map %s is not pinned under %s: attach the program "
                 "with vos.fastpath.xdp_attach first, or set pin_dir."
                 % (name, pin_dir))
@@ -351,19 +348,19 @@ class Reader(threading.Thread):
     walks the tries on one core while the parser runs on another. The
     Python side of the read (Entries) waits until the parser is done."""
 
-    def __init__(self, tries):
+    def __init__(self, tries: list[_bpf.Map]) -> None:
         threading.Thread.__init__(self)
         self.tries = tries
-        self.raw = None
-        self.error = None
+        self.raw: list[tuple[bytes, bytes]] | None = None
+        self.error: OSError | None = None
 
-    def run(self):
+    def run(self) -> None:
         try:
             self.raw = [t.lookup_batch(chunk=65536) for t in self.tries]
         except OSError as e:
             self.error = e
 
-    def result(self):
+    def result(self) -> list[Entries]:
         """Entries of each trie."""
         self.join()
         if self.error:
@@ -372,7 +369,8 @@ class Reader(threading.Thread):
                 for t, (keys, values) in zip(self.tries, self.raw)]
 
 
-def protected_hits(desired, protected):
+def protected_hits(desired: set[bytes], protected: set[bytes]
+                   ) -> list[tuple[bytes, bytes]]:
     """(entry, protected) pairs where a desired entry of one family covers
     or lies inside a protected network. Cheap for a million entries: a
     protected network is looked up once per prefix length in use."""

@@ -16,33 +16,35 @@ shifts every expiry by the difference, so a ttl keeps counting down across
 a reboot (entries that expired meanwhile are not restored).
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
-from . import _abi, _files
+from . import _abi, _files, _lists
+from ._errors import FastpathError
+
+if TYPE_CHECKING:
+    from . import _bpf
 
 FORMAT = "vos-fastpath-list/1"
 
 
-class SnapshotError(ValueError):
-    """The file is unreadable or does not fit the maps."""
-
-
-def wall_minus_boot_ns():
+def wall_minus_boot_ns() -> int:
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
-def body(tries_raw):
+def body(tries_raw: list[tuple[bytes, bytes]]) -> bytes:
     """The part of the file that changes only when the entries do."""
     return b"".join(keys + values for keys, values in tries_raw)
 
 
-def render(list_name, tries, tries_raw):
+def render(list_name: str, tries: list[_bpf.Map],
+           tries_raw: list[tuple[bytes, bytes]]) -> bytes:
     """The whole file for the raw (keys, values) read from each trie."""
     header = dict(format=FORMAT, list=list_name,
                   wall_minus_boot_ns=wall_minus_boot_ns(),
@@ -54,7 +56,7 @@ def render(list_name, tries, tries_raw):
         body(tries_raw)
 
 
-def read(path):
+def read(path: str) -> tuple[dict, bytes] | None:
     """(header, body) of a snapshot file, or None when it does not exist."""
     try:
         with open(path, "rb") as f:
@@ -62,7 +64,7 @@ def read(path):
     except (IOError, OSError) as e:
         if not os.path.exists(path):
             return None
-        raise SnapshotError("Could not read %s (%s)." % (path, e.strerror))
+        raise FastpathError("Could not read %s (%s)." % (path, e.strerror))
     head, sep, rest = data.partition(b"\n")
     try:
         header = json.loads(head.decode("utf-8"))
@@ -70,11 +72,11 @@ def read(path):
         header = None
     if not sep or not isinstance(header, dict) or \
             header.get("format") != FORMAT:
-        raise SnapshotError("%s is not a vos-fastpath list file." % path)
+        raise FastpathError("%s is not a vos-fastpath list file." % path)
     return header, rest
 
 
-def differs(path, tries_raw):
+def differs(path: str, tries_raw: list[tuple[bytes, bytes]]) -> bool:
     """Does the file hold other entries than these (or not exist)?
 
     Expiry times are compared on the wall clock: a restore
@@ -88,7 +90,7 @@ def differs(path, tries_raw):
         if data == body(tries_raw):
             return False
         saved = split(header, data)
-    except (SnapshotError, KeyError, TypeError):
+    except (FastpathError, KeyError, TypeError):
         return True
     if len(saved) != len(tries_raw):
         return True
@@ -103,7 +105,8 @@ def differs(path, tries_raw):
     return False
 
 
-def _same_values(saved, now, vsize, shift_ns):
+def _same_values(saved: bytes, now: bytes, vsize: int, shift_ns: int
+                 ) -> bool:
     """Entry by entry: the same owner, and expiry within half a second once
     the saved one is moved to this boot's clock (the clocks drift apart by
     far less between a restore and the next run)."""
@@ -119,7 +122,8 @@ def _same_values(saved, now, vsize, shift_ns):
     return True
 
 
-def save(path, list_name, tries, tries_raw):
+def save(path: str, list_name: str, tries: list[_bpf.Map],
+         tries_raw: list[tuple[bytes, bytes]]) -> None:
     """Write the file atomically (mode 0600, directory 0700)."""
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
@@ -128,7 +132,8 @@ def save(path, list_name, tries, tries_raw):
     os.chmod(path, 0o600)
 
 
-def split(header, data):
+def split(header: dict, data: bytes
+          ) -> dict[str, tuple[int, int, bytes, bytes]]:
     """{trie name: (key_size, value_size, keys, values)} of a file."""
     out = {}
     offset = 0
@@ -139,12 +144,13 @@ def split(header, data):
         values = data[offset:offset + count * vsize]
         offset += count * vsize
         if len(keys) != count * ksize or len(values) != count * vsize:
-            raise SnapshotError("The file is cut short in %s." % m["name"])
+            raise FastpathError("The file is cut short in %s." % m["name"])
         out[m["name"]] = (ksize, vsize, keys, values)
     return out
 
 
-def shift_expiry(keys, values, ksize, vsize, delta_ns, now_ns):
+def shift_expiry(keys: bytes, values: bytes, ksize: int, vsize: int,
+                 delta_ns: int, now_ns: int) -> tuple[bytes, bytes, int]:
     """Keys and values with every expiry moved by delta_ns; entries that
     have expired by now_ns are left out. Returns (keys, values, dropped)."""
     if not any(_abi.ENTRY.unpack_from(values, i)[0]
@@ -164,12 +170,14 @@ def shift_expiry(keys, values, ksize, vsize, delta_ns, now_ns):
     return b"".join(out_keys), b"".join(out_values), dropped
 
 
-def restore(path, tries, now_ns):
+def restore(path: str, tries: list[_bpf.Map], now_ns: int,
+            write: bool = True) -> dict[str, tuple[int, int, int]]:
     """Put the file's entries into tries that are empty.
 
     Returns {trie name: (restored, expired_dropped, kept_live)}: a trie that
     already holds entries (the maps outlived whatever stopped the service)
-    is left as it is and counted as kept."""
+    is left as it is and counted as kept. write=False counts only (check
+    mode)."""
     found = read(path)
     if found is None:
         return {}
@@ -182,7 +190,7 @@ def restore(path, tries, now_ns):
             continue
         ksize, vsize, keys, values = parts[trie.name]
         if (ksize, vsize) != (trie.key_size, trie.value_size):
-            raise SnapshotError(
+            raise FastpathError(
                 "%s holds %s entries of another layout (key %d, value %d "
                 "bytes)." % (path, trie.name, ksize, vsize))
         live = trie.lookup_batch(chunk=65536)[0]
@@ -191,7 +199,27 @@ def restore(path, tries, now_ns):
             continue
         keys, values, dropped = shift_expiry(keys, values, ksize, vsize,
                                              delta, now_ns)
-        if keys:
+        if keys and write:
             trie.update_batch(keys, values)
         report[trie.name] = (len(keys) // ksize, dropped, 0)
     return report
+
+
+def restore_list(pin_dir: str, list_name: str, path: str,
+                 write: bool = True) -> dict[str, int] | None:
+    """Restore a saved list into its two tries when they are empty:
+    {restored, expired, kept} over both, or None when nothing is saved."""
+    tries = _lists.open_pair(pin_dir, list_name)
+    try:
+        report = restore(path, tries, _lists.boot_ns(), write)
+    except FastpathError as e:
+        raise FastpathError("%s Deploy again, or remove the file, to save "
+                            "the list anew." % e)
+    finally:
+        for trie in tries:
+            trie.close()
+    if not report:
+        return None
+    return dict(restored=sum(r[0] for r in report.values()),
+                expired=sum(r[1] for r in report.values()),
+                kept=sum(r[2] for r in report.values()))

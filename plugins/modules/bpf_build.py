@@ -202,7 +202,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _build, _facts, _files)
+    _build, _elf, _facts, _files)
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError)
+from ansible_collections.vos.fastpath.plugins.module_utils._runner import (
+    Runner)
 
 
 def build_module():
@@ -224,15 +228,15 @@ def build_module():
 
 def check_paths(src, dest, vmlinux_h, btf):
     if not os.path.isfile(src):
-        raise _build.BuildError("The source %s does not exist: check src."
-                                % src)
+        raise FastpathError("The source %s does not exist: check src."
+                            % src)
     for option, path in (("dest", dest), ("vmlinux_h", vmlinux_h)):
         if not os.path.isdir(os.path.dirname(path)):
-            raise _build.BuildError(
+            raise FastpathError(
                 "The directory of %s %s does not exist: create it first."
                 % (option, path))
     if not os.path.exists(btf):
-        raise _build.BuildError(
+        raise FastpathError(
             "The kernel BTF %s does not exist: boot a kernel built with "
             "CONFIG_DEBUG_INFO_BTF=y (the stock kernels of Debian 11+, "
             "Ubuntu 20.10+ and RHEL 8.2+ have it), or set btf." % btf)
@@ -249,23 +253,24 @@ def build(module, result):
     btf = params["btf"]
     result.update(src=src, dest=dest, vmlinux_h=vmlinux_h, reasons=[])
     check_paths(src, dest, vmlinux_h, btf)
-    clang = _build.find_tool(module, params["clang"], "clang")
+    runner = Runner(module)
+    clang = runner.path(params["clang"], "clang", option="clang")
     btf_sha256 = _files.sha256_file(btf)
 
     header_reasons = _build.vmlinux_reasons(vmlinux_h, btf_sha256)
     if header_reasons:
-        bpftool = _build.find_tool(module, params["bpftool"], "bpftool")
+        bpftool = runner.path(params["bpftool"], "bpftool", option="bpftool")
         result["reasons"] += header_reasons
         if not module.check_mode:
-            _build.generate_vmlinux(module, bpftool, btf, btf_sha256,
-                                    vmlinux_h)
+            _build.generate_vmlinux(runner, bpftool, btf, btf_sha256,
+                                    vmlinux_h, module.atomic_move)
         result["changed"] = True
 
     flags = _build.compile_flags(
         os.path.dirname(vmlinux_h),
         [os.path.abspath(d) for d in params["include_dirs"]],
         params["cflags"])
-    current = _build.inputs(module, clang, flags, src, dest, vmlinux_h,
+    current = _build.inputs(runner, clang, flags, src, dest, vmlinux_h,
                             btf_sha256)
     result["cmd"] = current["argv"]
     stamp = dest + _build.STAMP_SUFFIX
@@ -276,17 +281,17 @@ def build(module, result):
     result["reasons"] += reasons
 
     if reasons and not module.check_mode:
-        tmp = _build.compile_object(module, clang, flags, src, dest)
+        tmp = _build.compile_object(runner, clang, flags, src, dest)
         try:
             module.atomic_move(tmp, dest)
         finally:
             _files.remove(tmp)
-        info = _build.object_info(dest)
-        _build.write_stamp(module, stamp, dict(current,
-                                               sha256=info["sha256"]))
+        info = _elf.object_info(dest)
+        _build.write_stamp(stamp, dict(current, sha256=info["sha256"]),
+                           module.atomic_move)
     result["changed"] = result["changed"] or bool(reasons)
     if not (reasons and module.check_mode):
-        result.update(_build.object_info(dest))
+        result.update(_elf.object_info(dest))
 
     if module._diff:
         after = {"sha256": result.get("sha256")}
@@ -301,9 +306,8 @@ def main():
     result = dict(changed=False)
     try:
         build(module, result)
-    except _build.BuildError as e:
-        result.update(e.details)
-        module.fail_json(msg=e.msg, **result)
+    except FastpathError as e:
+        module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)
 
 

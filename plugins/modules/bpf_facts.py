@@ -145,6 +145,10 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import _facts
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError)
+from ansible_collections.vos.fastpath.plugins.module_utils._runner import (
+    Runner)
 
 
 def build_module():
@@ -158,17 +162,25 @@ def build_module():
     )
 
 
-def main():
-    module = build_module()
-    facts = _facts.collect(module, module.params["btf_path"])
+def gather(module, result):
+    facts = _facts.collect(Runner(module), module.params["btf_path"])
     if module.params["build_host"]:
         facts["problems"].extend(_facts.build_problems(facts))
         facts["ready"] = not facts["problems"]
-    result = dict(changed=False, ansible_facts=dict(vos_fastpath=facts))
+    result["ansible_facts"] = dict(vos_fastpath=facts)
     if module.params["fail_on_problems"] and not facts["ready"]:
-        module.fail_json(
-            msg="This host cannot run vos.fastpath: "
-            + " ".join(p["msg"] for p in facts["problems"]), **result)
+        raise FastpathError(
+            "This host cannot run vos.fastpath: "
+            + " ".join(p["msg"] for p in facts["problems"]))
+
+
+def main():
+    module = build_module()
+    result = dict(changed=False)
+    try:
+        gather(module, result)
+    except FastpathError as e:
+        module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)
 
 

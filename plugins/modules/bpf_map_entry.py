@@ -97,6 +97,29 @@ options:
         a reboot.
       - Writing the file counts as a change.
     type: path
+  save:
+    description:
+      - Keep the list as O(save_to) does, in the file of this list under
+        O(state_dir) (C(lists/blocklist.list) or C(lists/allowlist.list)),
+        where the boot service of the P(vos.fastpath.fastpath#role) role
+        looks for it.
+    type: bool
+    default: false
+  state_dir:
+    description:
+      - The state directory of the P(vos.fastpath.fastpath#role) role
+        (C(fastpath_state_dir)), used by O(save) and O(restore).
+    type: path
+    default: /var/lib/vos-fastpath
+  restore:
+    description:
+      - Before anything else, put the saved list (O(save) or O(save_to))
+        back into the maps when both of them are empty, as after a
+        teardown or a lost pin directory. Maps that hold entries are left
+        as they are.
+      - Restoring counts as a change; RV(restored) says how many entries.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - vos.fastpath.maps
 attributes:
@@ -139,11 +162,18 @@ EXAMPLES = r"""
     state: exact
     source: feed
 
-- name: Trust the monitoring hosts
+- name: Trust the monitoring hosts, keeping the list for the boot service
   vos.fastpath.bpf_map_entry:
     map: allowlist
     entries: [192.0.2.20, 192.0.2.21]
     source: monitoring
+    save: true
+
+- name: Put the saved blocklist back into new, empty maps
+  vos.fastpath.bpf_map_entry:
+    map: blocklist
+    save: true
+    restore: true
 """
 
 RETURN = r"""
@@ -173,11 +203,22 @@ total:
   type: int
   sample: 1000000
 saved:
-  description: Whether O(save_to) was (or, in check mode, would be)
-    written.
+  description: Whether the saved list (O(save) or O(save_to)) was (or, in
+    check mode, would be) written.
   returned: success
   type: bool
   sample: true
+restored:
+  description: With O(restore), the entries put back from the saved list.
+  returned: when restore is true
+  type: int
+  sample: 20000
+expired_while_down:
+  description: With O(restore), the saved entries whose TTL ran out before
+    they could be put back.
+  returned: when restore is true
+  type: int
+  sample: 0
 """
 
 import io
@@ -185,7 +226,9 @@ import io
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _lists, _snapshot)
+    _abi, _defaults, _lists, _snapshot)
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError)
 
 DIFF_LIMIT = 100
 
@@ -205,14 +248,27 @@ def build_module():
             protect=dict(type="list", elements="str", default=[]),
             strict=dict(type="bool", default=True),
             pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
+            save=dict(type="bool", default=False),
+            state_dir=dict(type="path", default=_defaults.STATE_DIR),
             save_to=dict(type="path"),
+            restore=dict(type="bool", default=False),
         ),
+        mutually_exclusive=[("save", "save_to")],
         supports_check_mode=True,
     )
 
 
+def saved_path(params):
+    """The file the list is kept in, or None."""
+    if params["save_to"]:
+        return params["save_to"]
+    if params["save"]:
+        return _defaults.saved_list(params["state_dir"], params["map"])
+    return None
+
+
 def read_input(params):
-    """The desired keys as (v4, v6) sets; raises ListError."""
+    """The desired keys as (v4, v6) sets; raises FastpathError."""
     v4, v6 = _lists.parse_lines(params["entries"], params["strict"],
                                 "entry %d")
     for path in params["src"]:
@@ -222,13 +278,13 @@ def read_input(params):
                 f4, f6 = _lists.parse_file(
                     f, params["strict"], "line %%d of %s" % path)
         except (IOError, OSError) as e:
-            raise _lists.ListError("Could not read %s: %s"
-                                   % (path, e.strerror))
+            raise FastpathError("Could not read %s: %s"
+                                % (path, e.strerror))
         v4 |= f4
         v6 |= f6
     for name, text in sorted(params["content"].items()):
         if not isinstance(text, str):
-            raise _lists.ListError(
+            raise FastpathError(
                 "content %s is not text: give each list as one string, "
                 "for example lookup('file', path)." % name)
         f4, f6 = _lists.parse_file(io.StringIO(text), params["strict"],
@@ -238,31 +294,13 @@ def read_input(params):
     return v4, v6
 
 
-def save(module, tries, tries_raw, result):
-    """Keep the list in save_to when the maps hold other entries than the
-    file; tries_raw is what the maps hold now."""
-    path = module.params["save_to"]
-    if not _snapshot.differs(path, tries_raw):
-        return
-    result.update(saved=True, changed=True)
-    if module.check_mode:
-        return
-    try:
-        _snapshot.save(path, module.params["map"], tries, tries_raw)
-    except (IOError, OSError) as e:
-        module.fail_json(
-            msg="The list was applied, but saving it to %s failed (%s): "
-            "fix the path, or a reboot will restore an older list."
-            % (path, e), **result)
-
-
 def check_protected(desired, protect, strict):
     p4, p6 = _lists.parse_lines(protect, strict, "protect entry %d")
     hits = (_lists.protected_hits(desired[0], p4)
             + _lists.protected_hits(desired[1], p6))
     if hits:
         entry, guard = hits[0]
-        raise _lists.ListError(
+        raise FastpathError(
             "The blocklist entry %s would block the protected %s: remove it "
             "from the list (%d such entries)."
             % (_lists.key_text(entry), _lists.key_text(guard), len(hits)))
@@ -275,31 +313,95 @@ def diff_text(keys, limit=DIFF_LIMIT):
         "... and %d more\n" % more if more else "")
 
 
-def main():
-    module = build_module()
-    p = module.params
-    if p["ttl"] < 0:
-        module.fail_json(msg="ttl must be 0 (permanent) or a number of "
-                         "seconds, not %d." % p["ttl"])
+def open_tries(params):
     try:
-        tries = _lists.open_pair(p["pin_dir"], p["map"])
-    except _lists.ListError as e:
-        module.fail_json(msg=str(e))
+        return _lists.open_pair(params["pin_dir"], params["map"])
     except OSError as e:
-        module.fail_json(msg="Could not open the %s maps under %s (%s): run "
-                         "as root, and check that bpffs is mounted."
-                         % (p["map"], p["pin_dir"], e))
+        raise FastpathError("Could not open the %s maps under %s (%s): run "
+                            "as root, and check that bpffs is mounted."
+                            % (params["map"], params["pin_dir"], e))
 
+
+def kernel_read(what, read):
+    """read(), with a failed bpf() call as one sentence."""
+    try:
+        return read()
+    except OSError as e:
+        raise FastpathError("Could not read %s (%s): run as root, and check "
+                            "that the program's maps are still pinned."
+                            % (what, e))
+
+
+def restore(module, path, result):
+    """Put the saved list back into maps that are empty (new maps after a
+    teardown or a lost pin directory)."""
+    report = _snapshot.restore_list(module.params["pin_dir"],
+                                    module.params["map"], path,
+                                    write=not module.check_mode)
+    result.update(restored=report["restored"] if report else 0,
+                  expired_while_down=report["expired"] if report else 0)
+    if result["restored"]:
+        result["changed"] = True
+
+
+def apply(tries, plans, value):
+    """Write every plan; on a failure put back what this run changed."""
+    done = []
+    for trie, plan in zip(tries, plans):
+        try:
+            _lists.apply_plan(trie, plan, value)
+        except OSError as e:
+            undo_failed = []
+            for undo in done:
+                try:
+                    _lists.undo_plan(*undo)
+                except OSError as undo_error:
+                    undo_failed.append("%s (%s)" % (undo[0].name, undo_error))
+            if undo_failed:
+                raise FastpathError(
+                    "Writing %s failed (%s), and putting back what this run "
+                    "had changed failed too for %s: run the same task again "
+                    "to converge." % (trie.name, e, ", ".join(undo_failed)),
+                    undo_failed=undo_failed)
+            raise FastpathError("Writing %s failed (%s); everything this run "
+                                "had changed was put back." % (trie.name, e))
+        done.append((trie, plan))
+
+
+def save(module, tries, tries_raw, path, result):
+    """Keep the list in path when the maps hold other entries than the
+    file; tries_raw is what the maps hold now."""
+    if not _snapshot.differs(path, tries_raw):
+        return
+    result.update(saved=True, changed=True)
+    if module.check_mode:
+        return
+    try:
+        _snapshot.save(path, module.params["map"], tries, tries_raw)
+    except (IOError, OSError) as e:
+        raise FastpathError(
+            "The list was applied, but saving it to %s failed (%s): fix the "
+            "path, or a reboot will restore an older list." % (path, e))
+
+
+def change(module, tries, result):
+    p = module.params
+    path = saved_path(p)
+    if p["restore"] and not path:
+        raise FastpathError("restore needs the saved list: set save: true "
+                            "(or save_to).")
+    if p["restore"]:
+        restore(module, path, result)
     reader = _lists.Reader(tries)
     reader.start()
     try:
         desired = read_input(p)
         if p["map"] == "blocklist" and p["state"] != "absent":
             check_protected(desired, p["protect"], p["strict"])
-    except _lists.ListError as e:
+    except FastpathError as e:
         reader.join()
-        module.fail_json(msg="%s. Nothing was changed." % str(e).rstrip("."))
-    current = reader.result()
+        raise FastpathError("%s. Nothing was changed." % e.msg.rstrip("."))
+    current = kernel_read("the %s maps" % p["map"], reader.result)
 
     now = _lists.boot_ns()
     tag = _lists.source_tag(p["source"])
@@ -312,21 +414,19 @@ def main():
              for plan, have in zip(plans, current)]
     for trie, size in zip(tries, sizes):
         if size > trie.max_entries:
-            module.fail_json(
-                msg="%s would hold %d entries, more than its %d: shorten "
-                "the list or aggregate it into wider prefixes. Nothing was "
+            raise FastpathError(
+                "%s would hold %d entries, more than its %d: shorten the "
+                "list or aggregate it into wider prefixes. Nothing was "
                 "changed." % (trie.name, size, trie.max_entries))
 
     added = [k for plan in plans for k in plan.write]
     removed = [k for plan in plans for k in plan.delete]
-    result = dict(
-        changed=bool(added or removed),
+    result.update(
+        changed=bool(added or removed) or result["changed"],
         added=len(added), removed=len(removed),
         expired_removed=sum(plan.expired for plan in plans),
         unchanged=sum(plan.unchanged for plan in plans),
-        total=sum(sizes),
-        saved=False,
-    )
+        total=sum(sizes))
     if module._diff:
         result["diff"] = dict(
             before="removed: %d\n%s" % (len(removed), diff_text(removed)),
@@ -334,28 +434,35 @@ def main():
             before_header="%s (%s)" % (p["map"], p["source"]),
             after_header="%s (%s)" % (p["map"], p["source"]))
 
-    if result["changed"] and not module.check_mode:
-        value = _abi.ENTRY.pack(expires, tag, 0)
-        done = []
-        for trie, plan in zip(tries, plans):
-            try:
-                _lists.apply_plan(trie, plan, value)
-            except OSError as e:
-                for undo in done:
-                    _lists.undo_plan(*undo)
-                module.fail_json(
-                    msg="Writing %s failed (%s); everything this run had "
-                    "changed was put back." % (trie.name, e), **result)
-            done.append((trie, plan))
-    if p["save_to"] and result["changed"] and module.check_mode:
+    wrote = bool(added or removed)
+    if wrote and not module.check_mode:
+        apply(tries, plans, _abi.ENTRY.pack(expires, tag, 0))
+    if path and result["changed"] and module.check_mode:
         result["saved"] = True      # the maps would change, so would it
-    elif p["save_to"]:
+    elif path:
         tries_raw = reader.raw
-        if result["changed"]:
-            tries_raw = [t.lookup_batch(chunk=65536) for t in tries]
-        save(module, tries, tries_raw, result)
-    for trie in tries:
-        trie.close()
+        if wrote:
+            tries_raw = kernel_read("the %s maps" % p["map"], lambda: [
+                t.lookup_batch(chunk=65536) for t in tries])
+        save(module, tries, tries_raw, path, result)
+
+
+def main():
+    module = build_module()
+    p = module.params
+    result = dict(changed=False, saved=False)
+    try:
+        if p["ttl"] < 0:
+            raise FastpathError("ttl must be 0 (permanent) or a number of "
+                                "seconds, not %d." % p["ttl"])
+        tries = open_tries(p)
+        try:
+            change(module, tries, result)
+        finally:
+            for trie in tries:
+                trie.close()
+    except FastpathError as e:
+        module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)
 
 

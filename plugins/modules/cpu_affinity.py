@@ -41,12 +41,6 @@ options:
       - Every CPU must be online on the host.
     type: str
     required: true
-  state:
-    description:
-      - V(present) sets the affinity of every matching thread to O(cpus).
-    type: str
-    choices: [present]
-    default: present
 attributes:
   check_mode:
     description: Can run in check mode and report what would change.
@@ -107,6 +101,8 @@ processes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import _cpus
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError)
 
 
 def build_module():
@@ -114,7 +110,6 @@ def build_module():
         argument_spec=dict(
             names=dict(type="list", elements="str", required=True),
             cpus=dict(type="str", required=True),
-            state=dict(type="str", choices=["present"], default="present"),
         ),
         supports_check_mode=True,
     )
@@ -125,52 +120,66 @@ def diff_text(processes, key):
                    for p in processes)
 
 
-def main():
-    module = build_module()
-    names = [n for n in module.params["names"] if n]
-    if not names:
-        module.fail_json(msg="names is empty: give the process names to "
-                         "pin, such as kamailio or opensips.")
+def wanted_cpus(text):
+    """The CPUs of the cpus option, all of them online."""
     try:
-        cpus = _cpus.parse_cpu_list(module.params["cpus"])
+        cpus = _cpus.parse_cpu_list(text)
     except ValueError as e:
-        module.fail_json(msg=str(e))
+        raise FastpathError(str(e))
     error = _cpus.check_cpus(cpus, _cpus.online_cpus())
     if error:
-        module.fail_json(msg=error)
+        raise FastpathError(error)
+    return cpus
 
-    processes = []
+
+def pin(pid, name, cpus):
+    try:
+        _cpus.pin(pid, cpus)
+    except OSError as e:
+        raise FastpathError(
+            "Could not set the CPUs of process %d (%s) to %s (%s): run as "
+            "root, and check that the process's cpuset allows these CPUs."
+            % (pid, name, _cpus.format_cpu_list(cpus), e))
+
+
+def manage(module, result):
+    """Plan each process, then act outside check mode; fills result as it
+    goes, so a failure reports the processes already pinned."""
+    names = [n for n in module.params["names"] if n]
+    if not names:
+        raise FastpathError("names is empty: give the process names to pin, "
+                            "such as kamailio or opensips.")
+    cpus = wanted_cpus(module.params["cpus"])
+    result.update(cpus=_cpus.format_cpu_list(cpus), processes=[])
+    processes = result["processes"]
     for pid, name in _cpus.find_processes(names):
         before, pending = _cpus.plan(pid, cpus)
         if before is None:
             continue  # exited since it was listed
         if pending and not module.check_mode:
-            try:
-                _cpus.pin(pid, cpus)
-            except OSError as e:
-                module.fail_json(
-                    msg="Could not set the CPUs of process %d (%s) to %s "
-                    "(%s): run as root, and check that the process's cpuset "
-                    "allows these CPUs." % (pid, name,
-                                            _cpus.format_cpu_list(cpus), e),
-                    processes=processes)
+            pin(pid, name, cpus)
         processes.append(dict(
             pid=pid, name=name,
             before=_cpus.format_cpu_list(before),
             after=_cpus.format_cpu_list(cpus),
             threads=len(_cpus.thread_ids(pid)) or 1,
             threads_changed=len(pending)))
+        result["changed"] = result["changed"] or bool(pending)
 
-    result = dict(
-        changed=any(p["threads_changed"] for p in processes),
-        cpus=_cpus.format_cpu_list(cpus),
-        processes=processes,
-    )
     if module._diff:
         result["diff"] = dict(before=diff_text(processes, "before"),
                               after=diff_text(processes, "after"),
                               before_header="CPU affinity",
                               after_header="CPU affinity")
+
+
+def main():
+    module = build_module()
+    result = dict(changed=False)
+    try:
+        manage(module, result)
+    except FastpathError as e:
+        module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)
 
 

@@ -283,66 +283,57 @@ settings:
            shadow: false}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _attach, _attach_run)
+    _abi, _attach_run, _defaults, _host)
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError)
+
+
+def argument_spec():
+    """The options; every default comes from _defaults (or _abi)."""
+    settings = dict(
+        block_all_ports=dict(type="bool"),
+        stealth=dict(type="bool"),
+        malformed=dict(type="str", choices=["drop", "pass"]),
+        shadow=dict(type="bool"),
+    )
+    for name, option in settings.items():
+        option["default"] = _defaults.SETTINGS[name]
+    return dict(
+        interface=dict(type="str", required=True),
+        object=dict(type="path"),
+        program=dict(type="str", default=_abi.PROGRAM_NAME),
+        mode=dict(type="str", default=_defaults.MODE,
+                  choices=["auto", "native", "generic"]),
+        pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
+        state=dict(type="str", default="present",
+                   choices=["present", "absent"]),
+        sip_ports=dict(type="list", elements="int",
+                       default=list(_defaults.SIP_PORTS)),
+        settings=dict(type="dict", default={}, apply_defaults=True,
+                      options=settings),
+        force=dict(type="bool", default=False),
+        keep_maps=dict(type="bool", default=True),
+    )
 
 
 def build_module():
     return AnsibleModule(
-        argument_spec=dict(
-            interface=dict(type="str", required=True),
-            object=dict(type="path"),
-            program=dict(type="str", default=_abi.PROGRAM_NAME),
-            mode=dict(type="str", default="auto",
-                      choices=["auto", "native", "generic"]),
-            pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
-            state=dict(type="str", default="present",
-                       choices=["present", "absent"]),
-            sip_ports=dict(type="list", elements="int", default=[5060]),
-            settings=dict(
-                type="dict", default={}, apply_defaults=True,
-                options=dict(
-                    block_all_ports=dict(type="bool", default=False),
-                    stealth=dict(type="bool", default=True),
-                    malformed=dict(type="str", default="drop",
-                                   choices=["drop", "pass"]),
-                    shadow=dict(type="bool", default=False),
-                )),
-            force=dict(type="bool", default=False),
-            keep_maps=dict(type="bool", default=True),
-        ),
+        argument_spec=argument_spec(),
         required_if=[("state", "present", ["object"])],
         supports_check_mode=True,
     )
 
 
-def fail(module, error, **result):
-    module.fail_json(msg=error.msg, **dict(result, **error.details()))
-
-
 def main():
     module = build_module()
-    p = module.params
-    result = dict(changed=False, interface=p["interface"],
-                  pin_dir=p["pin_dir"],
-                  prog_pin=os.path.join(p["pin_dir"],
-                                        _attach.prog_pin_name(p["interface"])))
-    host = _attach.Host(module)
+    result = {}
     try:
-        if p["state"] == "present":
-            _attach_run.present(module, host, result)
-        else:
-            _attach_run.absent(module, host, result)
-    except _attach.AttachError as e:
-        fail(module, e, **result)
-    except OSError as e:
-        module.fail_json(msg="A bpf() call or bpffs path failed (%s): run as "
-                         "root and check that bpffs is mounted." % e,
-                         **result)
+        _attach_run.run(module, _host.Host(module), result)
+    except FastpathError as e:
+        module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)
 
 

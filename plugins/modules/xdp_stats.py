@@ -20,6 +20,9 @@ description:
     these maps is attached.
   - Optionally writes the counters in node_exporter's textfile format,
     atomically (a temporary file renamed over the old one).
+  - With O(expect), it is also the deploy's health gate. The task fails,
+    listing each problem, unless the program runs on every expected
+    interface in the expected mode.
 author:
   - vos-fastpath contributors (@vos-fastpath)
 options:
@@ -29,6 +32,31 @@ options:
         collector. The task reports a change only when the file's content
         changed.
     type: path
+  expect:
+    description:
+      - Where and how the program must run; the task fails with RV(problems)
+        when it does not.
+    type: dict
+    suboptions:
+      interfaces:
+        description:
+          - Interfaces where the program must be attached.
+        type: list
+        elements: str
+        required: true
+      mode:
+        description:
+          - The mode the program was attached with
+            (O(vos.fastpath.xdp_attach#module:mode)). V(auto) accepts
+            native or generic; V(native) and V(generic) require that mode.
+        type: str
+        choices: [auto, native, generic]
+        default: auto
+      require_native:
+        description:
+          - Require native mode whatever O(expect.mode) is.
+        type: bool
+        default: false
 extends_documentation_fragment:
   - vos.fastpath.maps
 attributes:
@@ -45,7 +73,7 @@ attributes:
     support: full
     platforms: linux
 notes:
-  - The counters are those of SPEC-DATAPLANE.md; C(docs/dataplane.md)
+  - The counters are those of C(docs/dataplane.md), which also
     explains each one.
 seealso:
   - module: vos.fastpath.xdp_attach
@@ -63,6 +91,12 @@ EXAMPLES = r"""
 - name: Export the counters to node_exporter
   vos.fastpath.xdp_stats:
     prometheus_textfile: /var/lib/prometheus/node-exporter/vos_fastpath.prom
+
+- name: Fail unless the program runs natively on eth0 and eth1
+  vos.fastpath.xdp_stats:
+    expect:
+      interfaces: [eth0, eth1]
+      require_native: true
 """
 
 RETURN = r"""
@@ -101,6 +135,13 @@ attached:
   sample:
     - {interface: eth0, id: 42, name: sip_xdp_prog,
        tag: 0729d17d290e5598, mode: native}
+problems:
+  description: With O(expect), what is wrong, one sentence per interface
+    (empty when healthy), or why the counters could not be read.
+  returned: when expect is set
+  type: list
+  elements: str
+  sample: ["eth1: attached in generic mode, native required"]
 """
 
 import os
@@ -108,14 +149,24 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _bpf, _counters, _facts, _files)
+    _abi, _bpf, _counters, _facts, _files, _health)
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError)
+from ansible_collections.vos.fastpath.plugins.module_utils._runner import (
+    Runner)
 
 
 def build_module():
     return AnsibleModule(
         argument_spec=dict(
-            pin_dir=dict(type="path", default="/sys/fs/bpf/vos_fastpath"),
+            pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
             prometheus_textfile=dict(type="path"),
+            expect=dict(type="dict", options=dict(
+                interfaces=dict(type="list", elements="str", required=True),
+                mode=dict(type="str", default="auto",
+                          choices=["auto", "native", "generic"]),
+                require_native=dict(type="bool", default=False),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -129,48 +180,67 @@ def read_text(path):
         return None
 
 
-def main():
-    module = build_module()
+def read(module, result):
     pin_dir = module.params["pin_dir"]
     stats_pin = os.path.join(pin_dir, "stats")
     if _facts.bpffs_mount(pin_dir) is None:
-        module.fail_json(msg=_facts.NOT_ON_BPFFS % pin_dir)
+        raise FastpathError(_facts.NOT_ON_BPFFS % pin_dir)
     if not os.path.exists(stats_pin):
-        module.fail_json(
-            msg="No vos.fastpath maps are pinned under %s: attach the "
-            "program with vos.fastpath.xdp_attach first, or set pin_dir."
-            % pin_dir)
+        raise FastpathError(
+            "No vos.fastpath maps are pinned under %s: attach the program "
+            "with vos.fastpath.xdp_attach first, or set pin_dir." % pin_dir)
     try:
         counters = _counters.read_counters(pin_dir)
         with _bpf.Map.open_pinned(stats_pin) as stats:
             stats_id = stats.id
     except OSError as e:
-        module.fail_json(msg="Could not read the counters under %s (%s): "
-                         "run as root, and check that bpffs is mounted."
-                         % (pin_dir, e))
-
-    ip_path = module.get_bin_path("ip", required=True,
-                                  opt_dirs=_facts.TOOL_DIRS)
-    result = dict(
-        changed=False,
+        raise FastpathError("Could not read the counters under %s (%s): run "
+                            "as root, and check that bpffs is mounted."
+                            % (pin_dir, e))
+    runner = Runner(module)
+    result.update(
         stats=counters["stats"],
         proto_stats=counters["proto_stats"],
         total_packets=sum(c["packets"] for c in counters["stats"].values()),
-        attached=_facts.interfaces_using_map(module, ip_path, stats_id),
+        attached=_facts.interfaces_using_map(runner, runner.path("ip"),
+                                             stats_id),
     )
+    write_textfile(module, counters, result)
+    expect = module.params["expect"]
+    if expect:
+        result["problems"] = _health.problems(
+            result["attached"], expect["interfaces"], expect["mode"],
+            expect["require_native"])
+        if result["problems"]:
+            raise FastpathError(
+                "The program is not running as expected: %s. Deploy again "
+                "once the cause is fixed." % "; ".join(result["problems"]))
 
+
+def write_textfile(module, counters, result):
     textfile = module.params["prometheus_textfile"]
-    if textfile:
-        before = read_text(textfile)
-        after = _counters.prometheus_text(counters)
-        result["changed"] = before != after
-        if module._diff:
-            result["diff"] = dict(before=before or "", after=after,
-                                  before_header=textfile,
-                                  after_header=textfile)
-        if result["changed"] and not module.check_mode:
-            _files.write_atomically(textfile, after.encode(),
-                                    module.atomic_move)
+    if not textfile:
+        return
+    before = read_text(textfile)
+    after = _counters.prometheus_text(counters)
+    result["changed"] = before != after
+    if module._diff:
+        result["diff"] = dict(before=before or "", after=after,
+                              before_header=textfile, after_header=textfile)
+    if result["changed"] and not module.check_mode:
+        _files.write_atomically(textfile, after.encode(), module.atomic_move)
+
+
+def main():
+    module = build_module()
+    result = dict(changed=False)
+    try:
+        read(module, result)
+    except FastpathError as e:
+        if module.params["expect"]:
+            # A health check's problem too: the counters are unreadable.
+            result.setdefault("problems", [e.msg])
+        module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)
 
 

@@ -1,9 +1,10 @@
 """Seeded generator of Ethernet frames for the data plane tests.
 
 generate() starts from valid SIP traffic and applies random mutations
-aimed at every branch of SPEC-DATAPLANE.md; random_frames() is plain
-fuzz. Only documentation address ranges are used. Checksums are left at
-zero except the IPv4 header one: XDP never checks them.
+aimed at every branch of the decision steps of docs/dataplane.md;
+random_frames() is plain fuzz. Only documentation address ranges are
+used. Checksums are left at zero except the IPv4 header one: XDP never
+checks them.
 """
 
 from __future__ import annotations

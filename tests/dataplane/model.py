@@ -1,8 +1,8 @@
 """Reference model of the XDP decision function.
 
-A pure-Python statement of /work/shared/SPEC-DATAPLANE.md ("Decision
-order"). The BPF program is checked against decide() frame by frame, so
-this file favours plain, literal code over speed or cleverness.
+A pure-Python statement of the decision steps of docs/dataplane.md, cited
+as [step N]. The BPF program is checked against decide() frame by frame,
+so this file favours plain, literal code over speed or cleverness.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def _u16(frame: bytes, off: int) -> int:
 
 
 def l3_offset(frame: bytes) -> tuple[int, int] | None:
-    """(ethertype, offset of the L3 header) after up to two VLAN tags."""
+    """[step 1] (ethertype, offset of the L3 header) after up to two VLAN
+    tags."""
     if len(frame) < ETH_HLEN:
         return None
     off = ETH_HLEN
@@ -150,6 +151,7 @@ def _l4_fits(frame: bytes, proto: int, l4: int) -> bool:
 
 
 def parse_ipv4(frame: bytes, off: int) -> Packet | None:
+    """[step 2] for IPv4."""
     present = len(frame) - off
     if present < 20 or frame[off] >> 4 != 4:
         return None
@@ -200,6 +202,7 @@ def walk_ipv6_ext(frame: bytes, off: int,
 
 
 def parse_ipv6(frame: bytes, off: int) -> Packet | None:
+    """[step 2] for IPv6."""
     present = len(frame) - off
     if present < 40 or frame[off] >> 4 != 6:
         return None
@@ -280,7 +283,8 @@ def request_method(text: bytes) -> bytes | None:
 
 
 def udp_payload(frame: bytes, pkt: Packet) -> bytes | None:
-    """Step 9's payload P, or None when the UDP length is malformed."""
+    """The payload P of [step 9], or None when the UDP length is
+    malformed."""
     udp_len = _u16(frame, pkt.l4 + 4)
     start = pkt.l4 + UDP_HLEN
     if pkt.first_frag:
@@ -299,7 +303,7 @@ def _verdict(action: int, reason: int, proto: int | None,
 
 
 def _sip_pass(tables: Tables, rx_queue: int, proto: int) -> Verdict:
-    # Step 10: every PASS of SIP over UDP may go to an AF_XDP socket.
+    # [step 10] Every pass of SIP over UDP may go to an AF_XDP socket.
     if rx_queue in tables.xsk_queues:
         return Verdict(_abi.XDP_REDIRECT, _abi.FP_REDIRECTED, proto)
     return Verdict(_abi.XDP_PASS, _abi.FP_PASSED, proto)
@@ -336,23 +340,30 @@ def _inspect_udp(frame: bytes, pkt: Packet, tables: Tables,
 
 def decide(frame: bytes, tables: Tables, now_ns: int,
            rx_queue: int = 0) -> Verdict:
-    """The verdict of the program for one frame (spec steps 1-10)."""
+    """The verdict of the program for one frame: [step 1] to [step 10]."""
     pkt = parse(frame)
     if pkt is None:
         return Verdict(_abi.XDP_PASS, _abi.FP_NON_IP, None)
     flags = tables.flags
+    # [step 3]
     is_sip = (pkt.reachable
               and pkt.proto in (_abi.FP_PROTO_TCP, _abi.FP_PROTO_UDP)
               and _u16(frame, pkt.l4 + 2) in tables.sip_ports)
+    # [step 4]
     if not is_sip and pkt.reachable \
             and not flags & _abi.FP_BLOCK_ALL_PORTS:
         return Verdict(_abi.XDP_PASS, _abi.FP_NOT_SIP, pkt.proto)
+    # [step 5]
     if lpm_match(tables.allow, pkt.src, now_ns):
         return _trusted(tables, rx_queue, pkt, is_sip)
+    # [step 6]
     if lpm_match(tables.block, pkt.src, now_ns):
         return _verdict(_abi.XDP_DROP, _abi.FP_BLOCKED, pkt.proto, flags)
+    # [step 7]
     if not is_sip:
         return Verdict(_abi.XDP_PASS, _abi.FP_NOT_SIP, pkt.proto)
+    # [step 8]
     if pkt.proto == _abi.FP_PROTO_TCP:
         return Verdict(_abi.XDP_PASS, _abi.FP_PASSED, pkt.proto)
+    # [step 9]
     return _inspect_udp(frame, pkt, tables, rx_queue)

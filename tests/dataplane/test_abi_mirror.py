@@ -33,7 +33,7 @@ GPL_COMPATIBLE = frozenset((
     "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
     "Dual MIT/GPL", "Dual MPL/GPL"))
 
-# SPEC-DATAPLANE.md's map table: the key and value types by name.
+# The map table of docs/dataplane.md: the key and value types by name.
 SPEC_MAP_TYPES = {
     "sip_ports": ("__u32", "__u8"),
     "allow_v4": ("fp_lpm_v4_key", "fp_entry"),

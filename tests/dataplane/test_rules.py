@@ -1,4 +1,5 @@
-"""One hand-written case per rule of SPEC-DATAPLANE.md, named for the rule.
+"""Hand-written cases for each decision step of docs/dataplane.md, grouped
+under the [step N] they check and named for what they show.
 
 Each test loads explicit tables, builds a few explicit frames and runs them
 through the real program (BPF_PROG_TEST_RUN). It checks the XDP action, the
@@ -161,7 +162,7 @@ def ipv6_raw(src: ipaddress.IPv6Address, nexthdr: int, body: bytes) -> bytes:
                            frames.ipv6(src, SERVER_V6, nexthdr, body))
 
 
-# 1. Ethernet.
+# [step 1] Ethernet.
 
 
 def test_short_frame_is_non_ip(dataplane: Dataplane) -> None:
@@ -231,7 +232,7 @@ def test_tpid_0x9100_is_not_a_vlan_tag(dataplane: Dataplane) -> None:
            "PASS", "NON_IP", None)
 
 
-# 2. IP headers.
+# [step 2] IP headers.
 
 
 def test_ipv4_ihl_below_5_is_non_ip(dataplane: Dataplane) -> None:
@@ -322,7 +323,7 @@ def test_udp_header_in_padding_is_malformed(dataplane: Dataplane) -> None:
     expect(dataplane, t, frame, "DROP", "MALFORMED", "UDP")
 
 
-# 3, 4. SIP ports and other ports.
+# [step 3], [step 4] SIP ports and other ports.
 
 
 def test_non_sip_port_passes_as_not_sip(dataplane: Dataplane) -> None:
@@ -369,7 +370,7 @@ def test_block_all_ports_drops_blocked_source_on_any_port(
                "DROP", "BLOCKED", "UDP")
         expect(dataplane, t, build(src, proto=frames.TCP, dport=443),
                "DROP", "BLOCKED", "TCP")
-    # Step 7: a source not in the blocklist still passes as NOT_SIP.
+    # [step 7] A source not in the blocklist still passes as NOT_SIP.
     for src in (PLAIN_V4, PLAIN_V6):
         expect(dataplane, t, build(src, JUNK, dport=53),
                "PASS", "NOT_SIP", "UDP")
@@ -387,7 +388,7 @@ def test_blocked_icmp_with_block_all_ports(dataplane: Dataplane) -> None:
            "PASS", "NOT_SIP", "ICMP")
 
 
-# 5. Trusted sources.
+# [step 5] Trusted sources.
 
 
 def test_trusted_udp_sip_passes_and_skips_payload_checks(
@@ -405,7 +406,7 @@ def test_trusted_udp_sip_passes_and_skips_payload_checks(
 
 
 def test_trusted_tcp_sip_counts_passed(dataplane: Dataplane) -> None:
-    """PASSED, and never redirected: step 10 is for UDP only."""
+    """PASSED, and never redirected: [step 10] is for UDP only."""
     t = load(dataplane, usual_lists())
     for src in (TRUSTED_V4, TRUSTED_V6):
         frame = build(src, JUNK, proto=frames.TCP)
@@ -438,7 +439,7 @@ def test_trusted_inside_blocked_prefix_passes(dataplane: Dataplane) -> None:
                "DROP", "BLOCKED", "UDP")
 
 
-# 6. Blocked sources and expiry.
+# [step 6] Blocked sources and expiry.
 
 
 def test_blocked_source_is_dropped(dataplane: Dataplane) -> None:
@@ -543,7 +544,7 @@ def test_live_ttl_allow_entry_trusts(dataplane: Dataplane) -> None:
         expect(dataplane, t, build(src, JUNK), "PASS", "PASSED", "UDP")
 
 
-# 2, 7. Fragments and IPv6 extension headers.
+# [step 2], [step 7] Fragments and IPv6 extension headers.
 
 
 def test_later_fragment_from_blocked_source_is_dropped(
@@ -640,7 +641,7 @@ def test_ipv6_udp_header_missing_after_ext_chain_is_unreachable(
     expect(dataplane, t, frame, "PASS", "NOT_SIP", "UDP")
 
 
-# 8. TCP.
+# [step 8] TCP.
 
 
 def test_tcp_to_sip_port_passes(dataplane: Dataplane) -> None:
@@ -655,7 +656,7 @@ def test_tcp_to_sip_port_passes(dataplane: Dataplane) -> None:
                "PASS", "PASSED", "TCP", rx_queue=XSK_QUEUE)
 
 
-# 9. The UDP length.
+# [step 9] The UDP length.
 
 
 def test_udp_length_low_byte_under_8_does_not_let_blocked_source_through(
@@ -761,7 +762,7 @@ def test_first_fragment_uses_bytes_to_ip_end(dataplane: Dataplane) -> None:
            "DROP", "MALFORMED", "UDP")
 
 
-# 9. Keepalive and STUN.
+# [step 9] Keepalive and STUN.
 
 
 def test_crlf_keepalive_passes(dataplane: Dataplane) -> None:
@@ -807,7 +808,7 @@ def test_stun_with_high_bits_or_under_20_bytes_is_malformed(
                "DROP", "MALFORMED", "UDP")
 
 
-# 9. Responses.
+# [step 9] Responses.
 
 
 def test_response_passes(dataplane: Dataplane) -> None:
@@ -831,7 +832,7 @@ def test_bad_response_is_malformed(dataplane: Dataplane) -> None:
                "DROP", "MALFORMED", "UDP")
 
 
-# 9. Requests and stealth.
+# [step 9] Requests and stealth.
 
 
 def test_leading_crlf_does_not_hide_options(dataplane: Dataplane) -> None:
@@ -1024,7 +1025,7 @@ def test_shadow_mode_passes_every_drop_with_same_counters(
            rx_queue=XSK_QUEUE)
 
 
-# 10. AF_XDP redirect.
+# [step 10] AF_XDP redirect.
 
 
 def test_redirect_to_af_xdp_socket_on_its_queue(

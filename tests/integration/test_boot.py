@@ -17,10 +17,20 @@ import jinja2
 import pytest
 import yaml
 
-from plugins.module_utils import _abi, _attach, _bpf, _facts, _lists
+from plugins.module_utils import (
+    _abi,
+    _bpf,
+    _defaults,
+    _facts,
+    _host,
+    _lists,
+    _plan,
+    _tag_cache,
+)
 from tests.integration.ansible_run import TARGET_PYTHON, run_module
 from tests.integration.conftest import REPO, ip
 from tests.integration.test_xdp_attach import settings_flags, sip_ports
+from tests.trie_entries import read_entries
 
 SEC = 10**9
 # Wall clock time that passes while the host is "down", beyond the real
@@ -74,7 +84,7 @@ def detach_by_hand(ifname: str) -> None:
     prog = xdp(ifname)
     if prog:
         ip("link", "set", "dev", ifname,
-           _attach.IP_KEYWORDS[prog["mode"]], "off")
+           _host.IP_KEYWORDS[prog["mode"]], "off")
 
 
 def fields(pin_dir: Path, kind: str) -> dict[str, tuple[int, int]]:
@@ -82,7 +92,7 @@ def fields(pin_dir: Path, kind: str) -> dict[str, tuple[int, int]]:
     out = {}
     for family in ("v4", "v6"):
         with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
-            for key, value in _lists.read_entries(m).fields().items():
+            for key, value in read_entries(m).fields().items():
                 out[_lists.key_text(key)] = value
     return out
 
@@ -139,14 +149,14 @@ def test_boot_after_a_reboot_attaches_and_restores_the_lists(
         tmp_path: Path) -> None:
     veth = attached_veth
     command = install(tmp_path / "lib")
-    lists = {"blocklist": state / "lists" / "blocklist.list",
-             "allowlist": state / "lists" / "allowlist.list"}
+    lists = {name: Path(_defaults.saved_list(str(state), name))
+             for name in ("blocklist", "allowlist")}
     config = state / "boot.json"
     config.write_text(json.dumps({
         "object": str(state / "sip_logic.bpf.o"), "pin_dir": str(pin_dir),
         "interfaces": [veth], "mode": "auto", "sip_ports": SIP_PORTS,
-        "settings": SETTINGS,
-        "lists": {k: str(v) for k, v in lists.items()}}))
+        "settings": SETTINGS, "state_dir": str(state),
+        "lists": ["blocklist", "allowlist"]}))
 
     # The deploy: attach with the defaults, fill and save the lists.
     first = run_module("vos.fastpath.xdp_attach", {
@@ -179,7 +189,7 @@ def test_boot_after_a_reboot_attaches_and_restores_the_lists(
     detach_by_hand(veth)
     assert xdp(veth) is None
     shutil.rmtree(pin_dir)
-    Path(_attach.TAG_CACHE).unlink(missing_ok=True)
+    Path(_tag_cache.TAG_CACHE).unlink(missing_ok=True)
 
     proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -198,8 +208,8 @@ def test_boot_after_a_reboot_attaches_and_restores_the_lists(
                                          "allow_v4", "allow_v6",
                                          "settings", "sip_ports")} <= used
     assert sip_ports(pin_dir) == SIP_PORTS
-    assert settings_flags(pin_dir) == _attach.settings_to_flags(
-        dict(_attach.SETTINGS_DEFAULTS, **SETTINGS))
+    assert settings_flags(pin_dir) == _plan.settings_to_flags(
+        dict(_defaults.SETTINGS, **SETTINGS))
     assert settings_flags(pin_dir) == _abi.FP_BLOCK_ALL_PORTS | _abi.FP_SHADOW
 
     now = _lists.boot_ns()
@@ -243,7 +253,8 @@ def test_boot_without_a_saved_list_says_so(
     missing = state / "lists" / "blocklist.list"
     config.write_text(json.dumps({
         "object": str(state / "sip_logic.bpf.o"), "pin_dir": str(pin_dir),
-        "interfaces": [attached_veth], "lists": {"blocklist": str(missing)}}))
+        "interfaces": [attached_veth], "state_dir": str(state),
+        "lists": ["blocklist"]}))
     proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[1:] == [
@@ -261,7 +272,7 @@ def test_missing_object_fails_naming_it_and_attaches_nothing(
     config = state / "boot.json"
     config.write_text(json.dumps({
         "object": str(gone), "pin_dir": str(pin_dir),
-        "interfaces": [attached_veth], "lists": {}}))
+        "interfaces": [attached_veth], "lists": []}))
     proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
     assert proc.returncode == 1
     errors = proc.stderr.splitlines()

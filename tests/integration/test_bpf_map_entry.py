@@ -11,6 +11,7 @@ import pytest
 
 from plugins.module_utils import _abi, _bpf, _lists
 from tests.integration.ansible_run import run_module
+from tests.trie_entries import read_entries
 
 MODULE = "vos.fastpath.bpf_map_entry"
 
@@ -29,7 +30,7 @@ def contents(pin_dir: Path, kind: str = "block") -> dict[str, tuple]:
     out = {}
     for family in ("v4", "v6"):
         with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
-            for key, value in _lists.read_entries(m).fields().items():
+            for key, value in read_entries(m).fields().items():
                 out[_lists.key_text(key)] = value
     return out
 
@@ -133,11 +134,14 @@ def test_entry_covering_a_protected_address_fails(maps: Path,
     result = run(maps, tmp_path, entries=["203.0.113.9", "192.0.2.0/24"],
                  protect=["192.0.2.10"])
     assert result["failed"] is True
-    assert "192.0.2.0/24" in result["msg"] and "192.0.2.10/32" in \
-        result["msg"]
+    # Which is the entry and which the protected network, not just both.
+    assert ("entry 192.0.2.0/24 would block the protected 192.0.2.10/32"
+            in result["msg"])
     inside = run(maps, tmp_path, entries=["198.51.100.7"],
                  protect=["198.51.100.0/24"])
     assert inside["failed"] is True
+    assert ("entry 198.51.100.7/32 would block the protected "
+            "198.51.100.0/24" in inside["msg"])
     assert contents(maps) == {}
 
 

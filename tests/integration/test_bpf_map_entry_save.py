@@ -11,6 +11,7 @@ import pytest
 
 from plugins.module_utils import _bpf, _lists, _snapshot
 from tests.integration.ansible_run import run_module
+from tests.trie_entries import read_entries
 
 MODULE = "vos.fastpath.bpf_map_entry"
 
@@ -37,7 +38,7 @@ def contents(pin_dir: Path, kind: str = "block") -> set[str]:
     out = set()
     for family in ("v4", "v6"):
         with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
-            out |= {_lists.key_text(k) for k in _lists.read_entries(m).keys}
+            out |= {_lists.key_text(k) for k in read_entries(m).keys}
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,62 +12,8 @@ from ansible_collections.vos.fastpath.plugins.module_utils._cpus import (
     format_cpu_list,
 )
 
-from tests.integration.ansible_run import TARGET_PYTHON, run_module
-
-# A child that names itself (comm) with prctl(PR_SET_NAME), starts two
-# threads, says "ready" and lives until its stdin closes.
-NAMED_CHILD = r"""
-import ctypes, os, sys, threading
-name = sys.argv[1].encode()
-if name:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME)")
-os.sched_setaffinity(0, [int(c) for c in sys.argv[2].split(",")])
-stop = threading.Event()
-threads = [threading.Thread(target=stop.wait) for _ in range(2)]
-for t in threads:
-    t.start()
-print("ready", flush=True)
-sys.stdin.read()
-stop.set()
-"""
-
-
-def online() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
-
-
-class Child:
-    def __init__(self, comm: str, argument: str) -> None:
-        """A child named comm (or python3 when empty) whose command line
-        also carries argument."""
-        self.proc = subprocess.Popen(
-            [TARGET_PYTHON, "-c", NAMED_CHILD, comm,
-             ",".join(map(str, online())), argument],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.pid = self.proc.pid
-
-    def comm(self) -> str:
-        return Path("/proc/%d/comm" % self.pid).read_text().strip()
-
-    def cmdline(self) -> str:
-        raw = Path("/proc/%d/cmdline" % self.pid).read_bytes()
-        return raw.replace(b"\0", b" ").decode()
-
-    def affinities(self) -> dict[int, set[int]]:
-        tids = [int(t) for t in os.listdir("/proc/%d/task" % self.pid)]
-        return {tid: frozenset(os.sched_getaffinity(tid)) for tid in tids}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from tests.integration.ansible_run import run_module
+from tests.sip_process import SipProcess, online, sip_processes
 
 
 @pytest.fixture
@@ -76,22 +22,18 @@ def sip_name() -> str:
 
 
 @pytest.fixture
-def children(root_required: None, sip_name: str) -> Iterator[list[Child]]:
+def children(root_required: None, sip_name: str
+             ) -> Iterator[list[SipProcess]]:
     """Two processes named sip_name, and a decoy whose command line holds
     sip_name but whose name is python3."""
     assert len(online()) >= 2, "these tests need a host with 2 CPUs or more"
-    made: list[Child] = []
-    try:
-        for comm in (sip_name, sip_name, ""):
-            made.append(Child(comm, sip_name))
+    with sip_processes((sip_name, sip_name), (sip_name, sip_name),
+                       ("", sip_name)) as made:
         yield made
-    finally:
-        for child in made:
-            child.stop()
 
 
 def test_named_processes_are_pinned_and_the_decoy_is_not(
-        children: list[Child], sip_name: str, tmp_path: Path) -> None:
+        children: list[SipProcess], sip_name: str, tmp_path: Path) -> None:
     first, second, decoy = children
     assert first.comm() == second.comm() == sip_name
     assert decoy.comm() == "python3" and sip_name in decoy.cmdline()
@@ -130,7 +72,7 @@ def test_named_processes_are_pinned_and_the_decoy_is_not(
 
 
 def test_one_thread_moved_back_is_found_again(
-        children: list[Child], sip_name: str, tmp_path: Path) -> None:
+        children: list[SipProcess], sip_name: str, tmp_path: Path) -> None:
     first = children[0]
     target = max(online())
     args = {"names": [sip_name], "cpus": str(target)}
@@ -157,15 +99,17 @@ def test_no_matching_process_is_ok(root_required: None,
 
 
 @pytest.mark.parametrize(("cpus", "says"), [
-    ("0-4095", "not online on this host, which has CPUs"),
-    ("one", "'one' is not a valid CPU list"),
+    ("0-4095", r"CPUs \S+ are not online on this host, which has CPUs \S+: "
+               r"choose CPUs among those\."),
+    ("one", r"'one' is not a valid CPU list: .*\."),
 ])
-def test_invalid_cpus_fail_clearly(children: list[Child], sip_name: str,
+def test_invalid_cpus_fail_clearly(children: list[SipProcess], sip_name: str,
                                    tmp_path: Path, cpus: str,
                                    says: str) -> None:
     result = run_module("vos.fastpath.cpu_affinity",
                         {"names": [sip_name], "cpus": cpus}, tmp_path)
     assert result["failed"] is True
-    assert says in result["msg"]
+    # The sentence alone: a module that crashed would say more around it.
+    assert re.fullmatch(says, result["msg"]), result["msg"]
     for child in children:
         assert set(child.affinities().values()) == {frozenset(online())}

@@ -21,6 +21,7 @@ import pytest
 
 from plugins.module_utils import _facts, _lists
 from tests.playbooks.playbook_run import write_inventory
+from tests.trie_entries import read_entries
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_PYTHON = "/usr/bin/python3"
@@ -59,7 +60,7 @@ class LabHost:
         out: dict[str, tuple[int, int]] = {}
         for trie in _lists.open_pair(str(self.pin_dir), list_name):
             with trie:
-                for key, fields in _lists.read_entries(trie).fields().items():
+                for key, fields in read_entries(trie).fields().items():
                     out[_lists.key_text(key)] = fields
         return out
 

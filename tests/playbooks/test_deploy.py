@@ -73,19 +73,19 @@ def test_block_unblock_and_allow_reach_every_host(fleet_factory):
     assert_ok(run_playbook("deploy.yml", inventory))
 
     blocked = run_playbook("block.yml", inventory,
-                           extra_vars={"address": "203.0.113.7"})
+                           extra_vars={"fastpath_address": "203.0.113.7"})
     assert_ok(blocked)
     assert blocked.total("changed") == 2
     for host in fleet.hosts:
         assert "203.0.113.7/32" in host.entries("blocklist")
         assert (host.state_dir / "lists" / "blocklist.list").exists()
     assert run_playbook("block.yml", inventory, extra_vars={
-        "address": "203.0.113.7"}).total("changed") == 0
+        "fastpath_address": "203.0.113.7"}).total("changed") == 0
 
     assert_ok(run_playbook("allow.yml", inventory,
-                           extra_vars={"address": "2001:db8::20"}))
+                           extra_vars={"fastpath_address": "2001:db8::20"}))
     assert_ok(run_playbook("unblock.yml", inventory,
-                           extra_vars={"address": "203.0.113.7"}))
+                           extra_vars={"fastpath_address": "203.0.113.7"}))
     for host in fleet.hosts:
         assert "203.0.113.7/32" not in host.entries("blocklist")
         assert "2001:db8::20/128" in host.entries("allowlist")
@@ -95,7 +95,7 @@ def test_block_without_an_address_says_how_to_give_one(fleet_factory):
     fleet = fleet_factory(1)
     result = run_playbook("block.yml", fleet.inventory())
     assert result.rc != 0
-    assert "-e address=" in result.output
+    assert "-e fastpath_address=" in result.output
 
 
 def test_lockout_guard_refuses_to_block_a_protected_network(fleet_factory):
@@ -108,7 +108,7 @@ def test_lockout_guard_refuses_to_block_a_protected_network(fleet_factory):
             "protected networks are trusted by default"
 
     result = run_playbook("block.yml", inventory,
-                          extra_vars={"address": "192.0.2.0/24"})
+                          extra_vars={"fastpath_address": "192.0.2.0/24"})
     assert result.rc != 0
     assert "would block the protected 192.0.2.0/28" in result.output
     assert "Nothing was changed" in result.output
@@ -122,7 +122,7 @@ def test_lockout_guard_protects_the_controller_address(fleet_factory):
         {"policy_controller_address": "198.51.100.200"})
     assert_ok(run_playbook("deploy.yml", inventory))
     result = run_playbook("block.yml", inventory,
-                          extra_vars={"address": "198.51.100.128/25"})
+                          extra_vars={"fastpath_address": "198.51.100.128/25"})
     assert result.rc != 0
     assert "would block the protected 198.51.100.200/32" in result.output
 
@@ -179,11 +179,12 @@ def test_boot_service_brings_back_program_and_lists(fleet_factory):
     inventory = fleet.inventory()
     assert_ok(run_playbook("deploy.yml", inventory))
     assert_ok(run_playbook("block.yml", inventory, extra_vars={
-        "address": "203.0.113.0/26"}))
+        "fastpath_address": "203.0.113.0/26"}))
     assert_ok(run_playbook("block.yml", inventory, extra_vars={
-        "address": "2001:db8:bad::/48", "ttl": 3600, "source": "ids"}))
+        "fastpath_address": "2001:db8:bad::/48", "fastpath_ttl": 3600,
+        "fastpath_owner": "ids"}))
     assert_ok(run_playbook("allow.yml", inventory, extra_vars={
-        "address": "192.0.2.20"}))
+        "fastpath_address": "192.0.2.20"}))
     before = {h.name: (h.xdp()["tag"], h.entries("blocklist"),
                        h.entries("allowlist")) for h in fleet.hosts}
 
@@ -214,7 +215,7 @@ def test_teardown_detaches_and_keeps_the_saved_lists(fleet_factory):
     inventory = fleet.inventory()
     assert_ok(run_playbook("deploy.yml", inventory))
     assert_ok(run_playbook("block.yml", inventory, extra_vars={
-        "address": "203.0.113.7"}))
+        "fastpath_address": "203.0.113.7"}))
     host = fleet["edge1"]
 
     assert_ok(run_playbook("teardown.yml", inventory))

@@ -21,12 +21,12 @@ import pytest
 from tests.playbooks.playbook_run import (
     PLAYBOOK_BIN,
     REPO,
-    TARGET_PYTHON,
     PlaybookResult,
     parse_recap,
     run_playbook,
     write_inventory,
 )
+from tests.sip_process import SipProcess, online, sip_processes
 
 SYSCTLS = {name: Path("/proc/sys/net/core") / name
            for name in ("busy_poll", "busy_read")}
@@ -40,25 +40,6 @@ PREREQS_PLAY = [{
                "ansible.builtin.include_role": {
                    "name": "vos.fastpath.prereqs"}}],
 }]
-
-# A child that names itself (comm) with prctl(PR_SET_NAME), starts two
-# threads on every CPU, says "ready" and lives until its stdin closes.
-NAMED_CHILD = r"""
-import ctypes, os, sys, threading
-name = sys.argv[1].encode()
-if name:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NAME)")
-os.sched_setaffinity(0, range(os.cpu_count()))
-stop = threading.Event()
-threads = [threading.Thread(target=stop.wait) for _ in range(2)]
-for t in threads:
-    t.start()
-print("ready", flush=True)
-sys.stdin.read()
-stop.set()
-"""
 
 
 @pytest.fixture
@@ -96,9 +77,11 @@ def private_etc(root_required: None, tmp_path: Path) -> Iterator[Path]:
 
 def run_prereqs(tmp_path: Path, inventory: Path, etc: Path, *,
                 extra_vars: dict | None = None, check: bool = False,
-                before: str = "", runs: int = 1) -> PlaybookResult:
+                before: str = "", after: str = "",
+                runs: int = 1) -> PlaybookResult:
     """Run the prereqs role `runs` times in a mount namespace of its own
-    where etc is mounted on /etc, after the shell commands `before`."""
+    where etc is mounted on /etc, between the shell commands `before` and
+    `after`."""
     play = tmp_path / "prereqs.yml"
     play.write_text(json.dumps(PREREQS_PLAY))
     argv = [str(PLAYBOOK_BIN), "-i", str(inventory), str(play)]
@@ -107,8 +90,9 @@ def run_prereqs(tmp_path: Path, inventory: Path, etc: Path, *,
     if check:
         argv.append("--check")
     script = ('mount --bind "$ETC" /etc || exit 90; %s; for i in %s; do '
-              '"$@" || exit $?; done' % (before or ":",
-                                         " ".join(["x"] * runs)))
+              '"$@" || exit $?; done; %s' % (before or ":",
+                                             " ".join(["x"] * runs),
+                                             after or ":"))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ETC=str(etc))
     proc = subprocess.run(
@@ -182,55 +166,34 @@ def test_bpffs_is_mounted_when_it_is_not(
     and a second run finds it mounted."""
     result = run_prereqs(
         tmp_path, inventory, private_etc, runs=2,
+        extra_vars={"prereqs_bpffs_fstab": False},
         before='umount -l /sys/fs/bpf || exit 91; '
-               'grep -q " /sys/fs/bpf bpf " /proc/mounts && exit 92')
+               'grep -q " /sys/fs/bpf bpf " /proc/mounts && exit 92',
+        after='grep -q " /sys/fs/bpf bpf " /proc/mounts || exit 93')
     assert result.rc == 0, result.output
     runs = result.output.split("PLAY RECAP")
     assert len(runs) == 3, result.output
     mounted = re.search(r"TASK \[vos.fastpath.prereqs : Mount bpffs on "
-                        r"/sys/fs/bpf now\] \*+\n(\w+):", runs[0])
+                        r"/sys/fs/bpf now and at boot\] \*+\n(\w+):",
+                        runs[0])
     assert mounted and mounted.group(1) == "changed", runs[0]
+    assert parse_recap(runs[0] + "PLAY RECAP" + runs[1])["edge1"][
+        "changed"] == 1, runs[0]
     assert result.changed("edge1") == 0, runs[1]
+    assert (private_etc / "fstab").read_text().count("/sys/fs/bpf") == 0
     # The host's own mount was never touched.
     assert os.path.ismount("/sys/fs/bpf")
 
 
-class Child:
-    def __init__(self, comm: str, argument: str) -> None:
-        self.proc = subprocess.Popen(
-            [TARGET_PYTHON, "-c", NAMED_CHILD, comm, argument],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-        self.pid = self.proc.pid
-
-    def affinities(self) -> set[frozenset[int]]:
-        return {frozenset(os.sched_getaffinity(int(tid)))
-                for tid in os.listdir("/proc/%d/task" % self.pid)}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
-def sip_server(root_required: None) -> Iterator[tuple[Child, Child]]:
+def sip_server(root_required: None
+               ) -> Iterator[tuple[SipProcess, SipProcess]]:
     """A process named kamailio, and a python3 whose command line says
     kamailio."""
-    made: list[Child] = []
-    try:
-        made.append(Child("kamailio", "--name=kamailio"))
-        made.append(Child("", "kamailio"))
-        assert Path("/proc/%d/comm" % made[0].pid).read_text() == \
-            "kamailio\n"
-        yield made[0], made[1]
-    finally:
-        for child in made:
-            child.stop()
+    with sip_processes(("kamailio", "--name=kamailio"),
+                       ("", "kamailio")) as (server, decoy):
+        assert server.comm() == "kamailio"
+        yield server, decoy
 
 
 def sysctl_values() -> dict[str, int]:
@@ -238,11 +201,11 @@ def sysctl_values() -> dict[str, int]:
 
 
 def test_tuning_pins_the_sip_server_and_sets_busy_polling(
-        host_state: None, sip_server: tuple[Child, Child], inventory: Path,
-        tmp_path: Path) -> None:
+        host_state: None, sip_server: tuple[SipProcess, SipProcess],
+        inventory: Path, tmp_path: Path) -> None:
     server, decoy = sip_server
     ncpus = len(os.sched_getaffinity(0))
-    everything = frozenset(range(os.cpu_count()))
+    everything = frozenset(online())
     expected = frozenset(range(1, ncpus)) if ncpus >= 2 else frozenset({0})
     cpus_text = {1: "0", 2: "1"}.get(ncpus, "1-%d" % (ncpus - 1))
     for path in SYSCTLS.values():
@@ -261,7 +224,7 @@ def test_tuning_pins_the_sip_server_and_sets_busy_polling(
     assert checked.rc == 0, checked.output
     assert checked.changed("edge1") >= 1, checked.output
     assert sysctl_values() == {"busy_poll": 0, "busy_read": 0}
-    assert server.affinities() == {everything}
+    assert server.cpu_sets() == {everything}
     assert not sysctl_file.exists() and not dropin.exists()
 
     first = run_playbook("tuning.yml", inventory, extra_vars=extra)
@@ -269,10 +232,11 @@ def test_tuning_pins_the_sip_server_and_sets_busy_polling(
     assert first.changed("edge1") >= 4, first.output
     assert sysctl_values() == {"busy_poll": 50, "busy_read": 50}
     assert sysctl_file.read_text() == (
-        "# vos.fastpath.tuning: busy polling for the SIP sockets.\n"
+        "# Managed by vos.fastpath.sysctls: a change here is undone by the "
+        "next run.\n"
         "net.core.busy_poll = 50\nnet.core.busy_read = 50\n")
-    assert server.affinities() == {expected}
-    assert decoy.affinities() == {everything}
+    assert server.cpu_sets() == {expected}
+    assert decoy.cpu_sets() == {everything}
     assert dropin.read_text().endswith(
         "[Service]\nCPUAffinity=%s\n" % cpus_text)
     assert not (systemd / "opensips.service.d").exists()
@@ -280,11 +244,12 @@ def test_tuning_pins_the_sip_server_and_sets_busy_polling(
     second = run_playbook("tuning.yml", inventory, extra_vars=extra)
     assert second.rc == 0, second.output
     assert second.changed("edge1") == 0, second.output
-    assert server.affinities() == {expected}
+    assert server.cpu_sets() == {expected}
 
 
 def test_tuning_refuses_offline_cpus(host_state: None,
-                                     sip_server: tuple[Child, Child],
+                                     sip_server: tuple[SipProcess,
+                                                       SipProcess],
                                      inventory: Path,
                                      tmp_path: Path) -> None:
     server = sip_server[0]
@@ -294,4 +259,4 @@ def test_tuning_refuses_offline_cpus(host_state: None,
         "tuning_cpus": "0-4095"})
     assert result.rc != 0
     assert "not online on this host, which has CPUs" in result.output
-    assert server.affinities() == {frozenset(range(os.cpu_count()))}
+    assert server.cpu_sets() == {frozenset(online())}

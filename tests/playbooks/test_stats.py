@@ -214,7 +214,7 @@ def test_bytes_and_a_target_of_one_host(lab: Lab, tmp_path: Path) -> None:
     inventory = lab.inventory(tmp_path / "inventory.json")
 
     result = run_playbook("stats.yml", inventory,
-                          extra_vars={"target": "edge-b",
+                          extra_vars={"fastpath_hosts": "edge-b",
                                       "stats_bytes": True})
 
     assert result.rc == 0, result.output

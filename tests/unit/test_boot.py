@@ -3,6 +3,7 @@ for AnsibleModule it hands to the attach code, and its exit status."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -12,8 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from plugins.module_utils import _abi, _attach, _boot
+from plugins.module_utils import _abi, _boot, _defaults, _runner
+from plugins.module_utils._errors import FastpathError
+from plugins.modules import xdp_attach
 
 CONFIG = {"object": "/var/lib/vos-fastpath/sip_logic.bpf.o",
           "pin_dir": "/sys/fs/bpf/vos_fastpath",
@@ -42,7 +47,7 @@ def test_read_config_returns_the_configuration(tmp_path: Path) -> None:
 
 def test_missing_config_says_to_deploy_the_role(tmp_path: Path) -> None:
     path = tmp_path / "boot.json"
-    with pytest.raises(_boot.BootError) as err:
+    with pytest.raises(FastpathError) as err:
         _boot.read_config(str(path))
     msg = str(err.value)
     assert msg == ("Could not read %s (No such file or directory): deploy "
@@ -54,7 +59,7 @@ def test_missing_config_says_to_deploy_the_role(tmp_path: Path) -> None:
 def test_bad_json_says_to_deploy_again(tmp_path: Path,
                                        content: str) -> None:
     path = config_file(tmp_path, content)
-    with pytest.raises(_boot.BootError) as err:
+    with pytest.raises(FastpathError) as err:
         _boot.read_config(str(path))
     msg = str(err.value)
     assert msg.startswith("%s is not valid JSON (" % path)
@@ -67,7 +72,7 @@ def test_missing_key_is_named(tmp_path: Path, missing: str) -> None:
     config = dict(CONFIG)
     del config[missing]
     path = config_file(tmp_path, json.dumps(config))
-    with pytest.raises(_boot.BootError) as err:
+    with pytest.raises(FastpathError) as err:
         _boot.read_config(str(path))
     msg = str(err.value)
     assert msg == ("%s has no '%s': deploy again to rewrite it."
@@ -80,7 +85,7 @@ def test_missing_key_is_named(tmp_path: Path, missing: str) -> None:
 def test_json_that_is_not_an_object_is_refused(tmp_path: Path,
                                                content: str) -> None:
     path = config_file(tmp_path, content)
-    with pytest.raises(_boot.BootError) as err:
+    with pytest.raises(FastpathError) as err:
         _boot.read_config(str(path))
     assert str(err.value).startswith(str(path))
     assert "deploy again to rewrite it." in str(err.value)
@@ -100,15 +105,20 @@ def test_attach_params_merge_settings_over_the_defaults() -> None:
         settings={"block_all_ports": False, "stealth": True,
                   "malformed": "pass", "shadow": True},
         force=False, keep_maps=True)
-    assert _attach.SETTINGS_DEFAULTS["shadow"] is False    # not changed
+    assert _defaults.SETTINGS["shadow"] is False    # not changed
 
 
-def test_attach_params_defaults_without_optional_keys() -> None:
+def test_attach_params_left_out_are_the_modules_defaults() -> None:
+    """What the boot command attaches with when boot.json leaves a key out
+    is what xdp_attach does when its task leaves the option out."""
+    given = dict(interface="eth0", object=CONFIG["object"],
+                 pin_dir=CONFIG["pin_dir"], state="present")
+    validated = ArgumentSpecValidator(
+        xdp_attach.argument_spec()).validate(given)
+    assert validated.error_messages == []
     params = _boot.attach_params(dict(CONFIG, settings=None), "eth0")
-    assert params["mode"] == "auto"
-    assert params["sip_ports"] == [5060]
-    assert params["program"] == _abi.PROGRAM_NAME
-    assert params["settings"] == _attach.SETTINGS_DEFAULTS
+    assert params == dict(validated.validated_parameters, keep_maps=True)
+    assert params["mode"] == "auto" and params["sip_ports"] == [5060]
 
 
 def test_attach_params_keep_a_configured_program_name() -> None:
@@ -146,15 +156,15 @@ def test_get_bin_path_searches_path_too(
         str(path)
 
 
-def test_get_bin_path_required_and_missing_raises(tmp_path: Path) -> None:
-    task = _boot.Task({})
-    assert task.get_bin_path("fp-no-such-tool",
-                             opt_dirs=[str(tmp_path)]) is None
-    with pytest.raises(_attach.AttachError) as err:
-        task.get_bin_path("fp-no-such-tool", required=True,
-                          opt_dirs=[str(tmp_path)])
-    assert err.value.msg == ("fp-no-such-tool was not found: install it "
-                             "(see the prereqs role).")
+def test_a_missing_tool_names_the_package_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(_runner, "TOOL_DIRS", [])
+    runner = _runner.Runner(_boot.Task({}))
+    with pytest.raises(FastpathError) as err:
+        runner.path("bpftool")
+    assert err.value.msg.startswith(
+        "bpftool was not found: install the package bpftool (Debian 12)")
 
 
 def test_run_command_returns_rc_stdout_stderr_with_the_environment(
@@ -166,7 +176,7 @@ def test_run_command_returns_rc_stdout_stderr_with_the_environment(
               "sys.stderr.write('to stderr\\n'); sys.exit(3)")
     rc, out, err = _boot.Task({}).run_command(
         [sys.executable, "-c", script],
-        environ_update={"LANG": "C", "FP_ADDED": "added"}, check_rc=False)
+        environ_update={"LANG": "C", "FP_ADDED": "added"})
     assert (rc, out, err) == (3, "C kept added\n", "to stderr\n")
     assert os.environ["LANG"] == "de_DE.UTF-8"      # ours is untouched
 
@@ -205,7 +215,7 @@ def test_wait_for_interface_returns_at_once_for_an_existing_one() -> None:
 
 
 def test_attach_of_an_interface_that_never_appears_fails() -> None:
-    with pytest.raises(_boot.BootError) as err:
+    with pytest.raises(FastpathError) as err:
         _boot.attach(CONFIG, "fpnosuch0", io.StringIO(), 0)
     assert str(err.value) == ("Interface fpnosuch0 did not appear within 0 "
                               "s: check fastpath_interfaces.")
@@ -230,3 +240,41 @@ def test_main_with_bad_json_exits_1(
     assert _boot.main(["--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: %s is not valid JSON" % path)
+
+
+# The bundle the role installs
+
+
+def imported_module_utils(name: str, utils: Path) -> set[str]:
+    """The module_utils that name imports at run time, and theirs (the
+    imports under `if TYPE_CHECKING:` are for annotations only)."""
+    found, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.add(current)
+        tree = ast.parse((utils / (current + ".py")).read_text())
+        skipped = {id(node) for stmt in ast.walk(tree)
+                   if isinstance(stmt, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(stmt.test)
+                   for node in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in skipped or not isinstance(node, ast.ImportFrom) \
+                    or node.level != 1:
+                continue
+            if node.module:
+                todo.append(node.module)
+            else:
+                todo.extend(alias.name for alias in node.names)
+    return found
+
+
+def test_the_boot_bundle_carries_exactly_what_boot_imports() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    listed = yaml.safe_load(
+        (repo / "roles" / "fastpath" / "vars" / "main.yml").read_text()
+    )["__fastpath_module_utils_files"]
+    needed = imported_module_utils("_boot", repo / "plugins" / "module_utils")
+    assert sorted(listed) == sorted(name + ".py" for name in needed)
+    assert "_build.py" not in listed    # the compiler driver stays out

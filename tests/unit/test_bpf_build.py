@@ -17,7 +17,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from elftools.elf.elffile import ELFFile
 
-from plugins.module_utils import _build
+from plugins.module_utils import _build, _elf
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_MAPS = ["sip_ports", "allow_v4", "allow_v6", "block_v4", "block_v6",
@@ -79,7 +79,7 @@ def test_elf_reader_names_programs_and_maps(order: str) -> None:
     data = make_elf({".text": ["sub_a", "sub_b"], "xdp": ["prog_x"],
                      "tc/ingress": ["prog_t1", "prog_t2"]},
                     ["m1", "m2", "m3"], order)
-    assert _build.elf_names(data) == {
+    assert _elf.elf_names(data) == {
         "programs": [{"name": "prog_x", "section": "xdp"},
                      {"name": "prog_t1", "section": "tc/ingress"},
                      {"name": "prog_t2", "section": "tc/ingress"}],
@@ -94,7 +94,7 @@ def test_elf_reader_names_programs_and_maps(order: str) -> None:
 def test_elf_reader_rejects_what_is_not_a_bpf_object(data: bytes,
                                                      why: str) -> None:
     with pytest.raises(ValueError, match=why):
-        _build.elf_names(data)
+        _elf.elf_names(data)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def real_object() -> Path:
 
 
 def test_elf_reader_on_the_real_object(real_object: Path) -> None:
-    info = _build.object_info(str(real_object))
+    info = _elf.object_info(str(real_object))
     assert info["programs"] == [{"name": "sip_xdp_prog", "section": "xdp"}]
     assert sorted(info["maps"]) == sorted(SPEC_MAPS)
     assert len(info["maps"]) == len(SPEC_MAPS)
@@ -123,7 +123,7 @@ def test_global_subprograms_of_the_real_object_are_not_programs(
             and s["st_shndx"] == text]
     assert subprograms, "the object has no global subprogram to ignore"
     names = [p["name"] for p in
-             _build.object_info(str(real_object))["programs"]]
+             _elf.object_info(str(real_object))["programs"]]
     assert not set(subprograms) & set(names)
 
 

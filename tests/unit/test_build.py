@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(platform.machine(),
@@ -65,10 +68,15 @@ def test_checkout_is_the_collection_for_ansible() -> None:
         pytest.skip("run scripts/setup.sh first: it makes the collection link")
     galaxy = REPO / ".venv" / "bin" / "ansible-galaxy"
     result = subprocess.run(
-        [str(galaxy), "collection", "list", "vos.fastpath"],
-        cwd=REPO, capture_output=True, text=True, check=False)
+        [str(galaxy), "collection", "list", "vos.fastpath", "--format",
+         "json"], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert "vos.fastpath" in result.stdout
+    # Another copy found first would also be "vos.fastpath": it must be
+    # this checkout, and only it.
+    (found,) = [Path(root) / "vos" / "fastpath"
+                for root, names in json.loads(result.stdout).items()
+                if "vos.fastpath" in names]
+    assert found.resolve() == REPO.resolve()
 
 
 def test_collection_builds_from_galaxy_yml(tmp_path: Path) -> None:
@@ -82,4 +90,14 @@ def test_collection_builds_from_galaxy_yml(tmp_path: Path) -> None:
         [str(galaxy), "collection", "build", "--output-path", str(tmp_path)],
         cwd=src, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert list(tmp_path.glob("vos-fastpath-*.tar.gz"))
+    version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+    with tarfile.open(tmp_path / ("vos-fastpath-%s.tar.gz" % version)) as tar:
+        names = set(tar.getnames())
+        manifest = json.load(tar.extractfile("MANIFEST.json"))
+    info = manifest["collection_info"]
+    assert (info["namespace"], info["name"]) == ("vos", "fastpath")
+    # A build_ignore too wide would still make a tarball: the plugins must
+    # be in it.
+    plugins = {str(p.relative_to(REPO))
+               for p in (REPO / "plugins").rglob("*.py")}
+    assert sorted(plugins - names) == []

@@ -28,10 +28,3 @@ def test_prometheus_text_has_every_counter_once() -> None:
                if not line.startswith("#")]
     assert len(samples) == 2 * (len(_abi.REASONS) + len(_abi.PROTOS))
     assert text.count("# TYPE") == 4
-
-
-def test_table_explains_every_counter() -> None:
-    table = _counters.format_table(counters(1))
-    for name, meaning in {**_abi.REASON_HELP, **_abi.PROTO_HELP}.items():
-        assert any(name in line and meaning in line
-                   for line in table.splitlines())

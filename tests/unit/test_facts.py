@@ -133,6 +133,10 @@ def test_module_reports_without_failing_by_default() -> None:
     result = run_main({}, facts)
     assert not result.get("failed")
     assert result["changed"] is False
+    # Not failing must not mean not telling: the problems are in the facts.
+    reported = result["ansible_facts"]["vos_fastpath"]
+    assert reported["ready"] is False
+    assert reported["problems"] == facts["problems"]
 
 
 def test_jit_sysctl_hidden_in_a_container_is_not_a_problem(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from plugins.module_utils import _abi, _lists, _snapshot
+from plugins.module_utils._errors import FastpathError
 
 SEC = 10**9
 NOW = 5000 * SEC
@@ -139,13 +140,13 @@ def test_read_refuses_a_file_that_is_not_a_list_file(
         tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "other.txt"
     path.write_bytes(content)
-    with pytest.raises(_snapshot.SnapshotError) as err:
+    with pytest.raises(FastpathError) as err:
         _snapshot.read(str(path))
     assert str(err.value) == "%s is not a vos-fastpath list file." % path
 
 
 def test_read_of_a_directory_says_it_could_not_read(tmp_path: Path) -> None:
-    with pytest.raises(_snapshot.SnapshotError) as err:
+    with pytest.raises(FastpathError) as err:
         _snapshot.read(str(tmp_path))
     assert str(err.value).startswith("Could not read %s (" % tmp_path)
 
@@ -198,10 +199,10 @@ def test_split_detects_a_file_cut_short(tmp_path: Path) -> None:
     path = saved(pair(FULL, FULL6), tmp_path / "l")
     header, body = _snapshot.read(str(path))
     assert _snapshot.split(header, body)        # whole: fine
-    with pytest.raises(_snapshot.SnapshotError) as err:
+    with pytest.raises(FastpathError) as err:
         _snapshot.split(header, body[:-1])
     assert str(err.value) == "The file is cut short in block_v6."
-    with pytest.raises(_snapshot.SnapshotError) as err:
+    with pytest.raises(FastpathError) as err:
         _snapshot.split(header, body[:20])
     assert str(err.value) == "The file is cut short in block_v4."
 
@@ -210,7 +211,7 @@ def test_restore_of_a_cut_short_file_writes_nothing(tmp_path: Path) -> None:
     path = saved(pair(FULL, FULL6), tmp_path / "l")
     path.write_bytes(path.read_bytes()[:-3])
     tries = pair()
-    with pytest.raises(_snapshot.SnapshotError):
+    with pytest.raises(FastpathError):
         _snapshot.restore(str(path), tries, NOW)
     assert [t.contents for t in tries] == [{}, {}]
 
@@ -323,7 +324,7 @@ def test_restore_refuses_a_layout_mismatch(tmp_path: Path) -> None:
     path = saved(pair(FULL, FULL6), tmp_path / "l")
     tries = [FakeTrie("block_v4", 8, value_size=24),
              FakeTrie("block_v6", 20)]
-    with pytest.raises(_snapshot.SnapshotError) as err:
+    with pytest.raises(FastpathError) as err:
         _snapshot.restore(str(path), tries, NOW)
     assert str(err.value) == (
         "%s holds block_v4 entries of another layout (key 8, value 16 "

@@ -13,13 +13,22 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.vos.fastpath.plugins.module_utils import (
     _abi,
-    _attach,
+    _apply,
+    _current,
+    _defaults,
+    _elf,
+    _host,
+    _plan,
+    _tag_cache,
+)
+from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
+    FastpathError,
 )
 from ansible_collections.vos.fastpath.plugins.modules import xdp_attach
 
 PIN_DIR = "/sys/fs/bpf/fp_unit"
 MAPS = sorted(_abi.MAPS)
-DEFAULTS = dict(_attach.SETTINGS_DEFAULTS)
+DEFAULTS = dict(_defaults.SETTINGS)
 OLD_TAG, NEW_TAG = "0729d17d290e5598", "6fc847535b5ab687"
 VERIFIER_STDERR = "\n".join(
     ["libbpf: prog 'sip_xdp_prog': BPF program load failed: Permission "
@@ -33,7 +42,7 @@ VERIFIER_STDERR = "\n".join(
 
 
 def spec_layout(name: str, map_id: int) -> dict[str, Any]:
-    return dict(_attach.layout(_abi.MAPS[name]), id=map_id, name=name)
+    return dict(_abi.map_layout(_abi.MAPS[name]), id=map_id, name=name)
 
 
 def ours(mode: str = "native", tag: str = OLD_TAG,
@@ -43,8 +52,8 @@ def ours(mode: str = "native", tag: str = OLD_TAG,
 
 def current(prog: dict[str, Any] | None = None, pinned: bool = True,
             ports: list[int] | None = None,
-            flags: int | None = 0) -> _attach.Current:
-    cur = _attach.Current()
+            flags: int | None = 0) -> _current.Current:
+    cur = _current.Current()
     cur.prog = prog
     cur.ours = bool(prog) and prog["name"] == "sip_xdp_prog"
     cur.pin_dir_exists = True
@@ -60,12 +69,12 @@ def current(prog: dict[str, Any] | None = None, pinned: bool = True,
     return cur
 
 
-def plan(cur: _attach.Current, mode: str = "auto", force: bool = False,
+def plan(cur: _current.Current, mode: str = "auto", force: bool = False,
          ports: list[int] | None = None, settings: dict | None = None,
-         cached: str | None = OLD_TAG) -> _attach.Plan:
-    return _attach.plan_present(cur, "eth0", mode, "sip_xdp_prog", force,
-                                ports or [5060], settings or DEFAULTS,
-                                cached, MAPS)
+         cached: str | None = OLD_TAG) -> _plan.Plan:
+    return _plan.plan_present(cur, "eth0", mode, "sip_xdp_prog", force,
+                              ports or [5060], settings or DEFAULTS,
+                              cached, MAPS)
 
 
 # Settings and ports.
@@ -82,23 +91,23 @@ def plan(cur: _attach.Current, mode: str = "auto", force: bool = False,
 ])
 def test_settings_map_to_flags_and_back(settings: dict, flags: int) -> None:
     full = dict(DEFAULTS, **settings)
-    assert _attach.settings_to_flags(full) == flags
-    assert _attach.flags_to_settings(flags) == full
+    assert _plan.settings_to_flags(full) == flags
+    assert _plan.flags_to_settings(flags) == full
 
 
 def test_unknown_flag_bits_are_kept() -> None:
-    assert _attach.settings_to_flags(DEFAULTS, 0x100 | _abi.FP_SHADOW) \
+    assert _plan.settings_to_flags(DEFAULTS, 0x100 | _abi.FP_SHADOW) \
         == 0x100
 
 
 def test_ports_are_sorted_unique_and_checked() -> None:
-    assert _attach.normalize_ports([5080, 5060, 5080]) == [5060, 5080]
-    with pytest.raises(_attach.AttachError, match="1 to 65535, not 0"):
-        _attach.normalize_ports([5060, 0])
+    assert _plan.normalize_ports([5080, 5060, 5080]) == [5060, 5080]
+    with pytest.raises(FastpathError, match="1 to 65535, not 0"):
+        _plan.normalize_ports([5060, 0])
 
 
 def test_program_pin_name_has_no_dot_for_bpffs() -> None:
-    assert _attach.prog_pin_name("eth0.100") == "prog_eth0:100"
+    assert _abi.prog_pin_name("eth0.100") == "prog_eth0:100"
 
 
 # The plan.
@@ -106,26 +115,26 @@ def test_program_pin_name_has_no_dot_for_bpffs() -> None:
 
 def test_fresh_install_tries_native_first() -> None:
     p = plan(current(pinned=False))
-    assert p.action == _attach.INSTALL
+    assert p.action == _plan.INSTALL
     assert p.target_mode == "auto"
     assert p.ports_add == [5060] and p.changed
 
 
 def test_same_program_same_mode_is_unchanged() -> None:
     p = plan(current(ours("native")))
-    assert p.action == _attach.NONE
+    assert p.action == _plan.NONE
     assert not p.changed
 
 
 def test_object_without_remembered_tag_is_verified_by_a_load() -> None:
     p = plan(current(ours()), cached=None)
-    assert p.action == _attach.VERIFY
+    assert p.action == _plan.VERIFY
     assert p.changed and not p.maps_changed
 
 
 def test_another_version_is_replaced_in_the_mode_in_use() -> None:
     p = plan(current(ours("generic")), cached=NEW_TAG)
-    assert p.action == _attach.REPLACE
+    assert p.action == _plan.REPLACE
     assert p.target_mode == "generic"
     assert "kept generic" in p.mode_reason
 
@@ -133,21 +142,21 @@ def test_another_version_is_replaced_in_the_mode_in_use() -> None:
 def test_program_using_other_maps_is_replaced() -> None:
     cur = current(ours())
     cur.uses_pins = False
-    assert plan(cur).action == _attach.REPLACE
+    assert plan(cur).action == _plan.REPLACE
 
 
 def test_mode_change_moves_the_same_program_without_a_load() -> None:
     p = plan(current(ours("native")), mode="generic")
-    assert p.action == _attach.MODE_CHANGE
+    assert p.action == _plan.MODE_CHANGE
     assert p.keep_program and not p.needs_load
     p = plan(current(ours("native")), mode="generic", cached=NEW_TAG)
-    assert p.action == _attach.MODE_CHANGE and p.needs_load
+    assert p.action == _plan.MODE_CHANGE and p.needs_load
 
 
 def test_foreign_program_is_refused_by_name_and_id() -> None:
     cur = current({"id": 77, "name": "xdp_filter", "tag": "ab",
                    "mode": "native"}, pinned=False)
-    with pytest.raises(_attach.AttachError) as err:
+    with pytest.raises(FastpathError) as err:
         plan(cur)
     assert "xdp_filter (id 77" in err.value.msg
     assert "force: true" in err.value.msg
@@ -156,15 +165,15 @@ def test_foreign_program_is_refused_by_name_and_id() -> None:
 def test_foreign_program_is_replaced_with_force() -> None:
     cur = current({"id": 77, "name": "xdp_filter", "tag": "ab",
                    "mode": "native"}, pinned=False)
-    assert plan(cur, force=True).action == _attach.REPLACE
+    assert plan(cur, force=True).action == _plan.REPLACE
     assert plan(cur, force=True, mode="generic").action == \
-        _attach.MODE_CHANGE
+        _plan.MODE_CHANGE
 
 
 def test_ports_and_settings_are_written_to_exactly_what_is_asked() -> None:
     p = plan(current(ours(), ports=[5060, 5062]), ports=[5060, 5080],
              settings=dict(DEFAULTS, shadow=True))
-    assert p.action == _attach.NONE
+    assert p.action == _plan.NONE
     assert (p.ports_add, p.ports_clear) == ([5080], [5062])
     assert p.write_flags and p.flags == _abi.FP_SHADOW
     assert p.changed
@@ -175,23 +184,23 @@ def test_missing_pins_are_taken_from_the_attached_program() -> None:
     del cur.pins["stats"]
     cur.adopt = {"stats": cur.prog_maps["stats"]["id"]}
     p = plan(cur)
-    assert p.action == _attach.NONE
+    assert p.action == _plan.NONE
     assert p.adopt == {"stats": cur.prog_maps["stats"]["id"]}
     assert p.changed
 
 
 def test_absent_detaches_ours_and_keeps_maps() -> None:
-    p = _attach.plan_absent(current(ours("generic")), "eth0", PIN_DIR,
-                            "sip_xdp_prog", False, True, {},
-                            MAPS + ["prog_eth0"])
+    p = _plan.plan_absent(current(ours("generic")), "eth0", PIN_DIR,
+                          "sip_xdp_prog", False, True, {},
+                          MAPS + ["prog_eth0"])
     assert p.detach["mode"] == "generic"
-    assert p.remove_prog_pin and p.remove_maps == []
+    assert p.remove_prog_pin and p.remove_maps == {}
 
 
 def test_absent_leaves_a_foreign_program_without_force() -> None:
     cur = current({"id": 77, "name": "other", "tag": "ab", "mode": "native"})
-    p = _attach.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
-                            True, {}, MAPS)
+    p = _plan.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                          True, {}, MAPS)
     assert p.detach is None and not p.changed
     assert "other (id 77)" in p.warnings[0]
 
@@ -199,68 +208,68 @@ def test_absent_leaves_a_foreign_program_without_force() -> None:
 def test_absent_removes_maps_only_when_no_interface_uses_them() -> None:
     cur = current(ours())
     used = {cur.pins["stats"]["id"]: ["eth1"]}
-    kept = _attach.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
-                               False, used, MAPS + ["prog_eth0"])
-    assert kept.remove_maps == [] and kept.maps_in_use_by == ["eth1"]
+    kept = _plan.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                             False, used, MAPS + ["prog_eth0"])
+    assert kept.remove_maps == {} and kept.maps_in_use_by == ["eth1"]
     assert "eth1" in kept.warnings[0]
-    gone = _attach.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
-                               False, {}, MAPS + ["prog_eth0"])
-    assert gone.remove_maps == MAPS and gone.remove_pin_dir
+    gone = _plan.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                             False, {}, MAPS + ["prog_eth0"])
+    assert sorted(gone.remove_maps) == MAPS and gone.remove_pin_dir
 
 
 # Messages.
 
 
 def test_layout_mismatch_names_the_map_and_the_difference() -> None:
-    found = dict(_attach.layout(_abi.MAPS["sip_ports"]), value_size=4)
-    msg = _attach.layout_problem("sip_ports", PIN_DIR + "/sip_ports", found)
+    found = dict(_abi.map_layout(_abi.MAPS["sip_ports"]), value_size=4)
+    msg = _current.layout_problem("sip_ports", PIN_DIR + "/sip_ports", found)
     assert "/sip_ports (sip_ports)" in msg
     assert "value_size 4 (the program needs 1)" in msg
-    assert _attach.layout_problem("sip_ports", "x", _attach.layout(
+    assert _current.layout_problem("sip_ports", "x", _abi.map_layout(
         _abi.MAPS["sip_ports"])) is None
 
 
 def test_verifier_tail_keeps_the_last_lines_of_the_log() -> None:
-    tail = _attach.verifier_tail(VERIFIER_STDERR)
+    tail = _host.verifier_tail(VERIFIER_STDERR)
     lines = tail.splitlines()
     assert len(lines) == 30
     assert lines[-1] == "R1 offset is outside of the packet"
     assert "END PROG LOAD LOG" not in tail
-    assert _attach.verifier_tail("Error: no such file\n") == \
+    assert _host.verifier_tail("Error: no such file\n") == \
         "Error: no such file"
 
 
 def test_tag_cache_remembers_and_stays_bounded(tmp_path: Path) -> None:
-    cache = _attach.TagCache(str(tmp_path / "run" / "tags.json"))
+    cache = _tag_cache.TagCache(str(tmp_path / "run" / "tags.json"))
     assert cache.lookup("a") is None
-    for i in range(_attach.TAG_CACHE_SIZE + 5):
+    for i in range(_tag_cache.TAG_CACHE_SIZE + 5):
         cache.record("k%d" % i, "t%d" % i)
     assert cache.lookup("k0") is None
-    assert cache.lookup("k%d" % (_attach.TAG_CACHE_SIZE + 4)) == \
-        "t%d" % (_attach.TAG_CACHE_SIZE + 4)
+    assert cache.lookup("k%d" % (_tag_cache.TAG_CACHE_SIZE + 4)) == \
+        "t%d" % (_tag_cache.TAG_CACHE_SIZE + 4)
 
 
 def test_object_map_names_from_the_elf_symbols() -> None:
     obj = Path(__file__).resolve().parents[2] / "build" / "sip_logic.bpf.o"
     if not obj.exists():
         pytest.skip("run make first")
-    assert _attach.object_map_names(str(obj)) == MAPS
+    assert _elf.map_names(str(obj)) == MAPS
 
 
 # Host: the argv of each tool call, with run_command mocked.
 
 
 def host_with(rc: int = 0, out: str = "",
-              err: str = "") -> tuple[_attach.Host, mock.Mock]:
+              err: str = "") -> tuple[_host.Host, mock.Mock]:
     module = mock.Mock()
     module.get_bin_path.side_effect = lambda name, **kw: "/usr/sbin/" + name
     module.run_command.return_value = (rc, out, err)
-    return _attach.Host(module), module.run_command
+    return _host.Host(module), module.run_command
 
 
 def test_load_reuses_pinned_maps_and_pins_the_rest_apart() -> None:
     host, run = host_with(rc=255, err=VERIFIER_STDERR)
-    with pytest.raises(_attach.AttachError):
+    with pytest.raises(FastpathError):
         host.load("/o.bpf.o", PIN_DIR + "/tmp_1", "sip_xdp_prog",
                   {"stats": PIN_DIR + "/stats"})
     argv = run.call_args.args[0]
@@ -273,7 +282,7 @@ def test_load_reuses_pinned_maps_and_pins_the_rest_apart() -> None:
 
 def test_verifier_rejection_message_has_the_log_tail() -> None:
     host, _run = host_with(rc=255, err=VERIFIER_STDERR)
-    with pytest.raises(_attach.AttachError) as err:
+    with pytest.raises(FastpathError) as err:
         host.load("/o.bpf.o", "/t", "sip_xdp_prog", {})
     assert "verifier rejected sip_xdp_prog" in err.value.msg
     assert err.value.msg.endswith("R1 offset is outside of the packet")
@@ -287,7 +296,7 @@ def test_map_refused_by_libbpf_is_named() -> None:
            "mismatch\nlibbpf: map 'stats': error reusing pinned map\n"
            "Error: failed to load object file\n" % PIN_DIR)
     host, _run = host_with(rc=255, err=err)
-    with pytest.raises(_attach.AttachError) as raised:
+    with pytest.raises(FastpathError) as raised:
         host.load("/o.bpf.o", "/t", "sip_xdp_prog", {})
     assert "pinned map %s/stats does not have" % PIN_DIR in raised.value.msg
 
@@ -295,7 +304,7 @@ def test_map_refused_by_libbpf_is_named() -> None:
 def test_other_load_failures_quote_bpftool() -> None:
     host, _run = host_with(rc=255, err="libbpf: elf: x\nError: unable to "
                            "find map 'allow_v4'\n")
-    with pytest.raises(_attach.AttachError) as raised:
+    with pytest.raises(FastpathError) as raised:
         host.load("/o.bpf.o", "/t", "sip_xdp_prog", {})
     assert "(Error: unable to find map 'allow_v4')" in raised.value.msg
 
@@ -311,7 +320,7 @@ def test_replace_uses_ip_force_and_detach_names_the_mode() -> None:
 
 def test_missing_interface_fails_with_its_name() -> None:
     host, _run = host_with(rc=1, err='Device "eth9" does not exist.\n')
-    with pytest.raises(_attach.AttachError, match="Interface eth9 was not"):
+    with pytest.raises(FastpathError, match="Interface eth9 was not"):
         host.link("eth9")
 
 
@@ -319,12 +328,12 @@ def test_auto_falls_back_to_generic_only_on_a_refusal() -> None:
     host, run = host_with()
     refused = (2, "", "Error: veth: Peer MTU is too large to set XDP.\n")
     run.side_effect = [refused, (0, "", "")]
-    mode, reason = _attach.attach_new(host, "eth0", "auto", "/p")
+    mode, reason = _apply.attach_new(host, "eth0", "auto", "/p")
     assert mode == "generic"
     assert "Peer MTU is too large" in reason
     run.side_effect = [(2, "", "Error: XDP program already attached.\n")]
-    with pytest.raises(_attach.AttachError):
-        _attach.attach_new(host, "eth0", "auto", "/p")
+    with pytest.raises(FastpathError):
+        _apply.attach_new(host, "eth0", "auto", "/p")
 
 
 # The module through a fake kernel.
@@ -337,9 +346,10 @@ MUTATING = {"make_dir", "remove_dir", "remove_tree", "unlink", "rename",
 class FakeHost:
     """The kernel as Host shows it, with every call recorded."""
 
-    def __init__(self, tmp_path: Path, cur: _attach.Current,
-                 load_error: _attach.AttachError | None = None,
-                 refuse: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp_path: Path, cur: _current.Current,
+                 load_error: FastpathError | None = None,
+                 refuse: tuple[str, ...] = (),
+                 failing: tuple[str, ...] = ()) -> None:
         self.cur = cur
         self.calls: list[tuple[str, tuple]] = []
         self.kwargs: list[dict] = []
@@ -347,6 +357,7 @@ class FakeHost:
                                        else set())
         self.load_error = load_error
         self.refuse = refuse
+        self.failing = failing      # calls that fail with EPERM
         self.bpftool = tmp_path / "bpftool"
         self.bpftool.write_text("")
 
@@ -357,6 +368,8 @@ class FakeHost:
         def record(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, args))
             self.kwargs.append(kwargs)
+            if name in self.failing:
+                raise OSError(1, "Operation not permitted")
             return getattr(self, "do_" + name, lambda *a, **k: None)(
                 *args, **kwargs)
         return record
@@ -414,16 +427,16 @@ class FakeHost:
         self.dirs.discard(path)
 
     def do_load(self, obj: str, tmp: str, program: str,
-                reuse: dict) -> _attach.Loaded:
+                reuse: dict) -> _host.Loaded:
         if self.load_error:
             raise self.load_error
-        return _attach.Loaded(tmp + "/progs/" + program, 41, NEW_TAG,
-                              tmp + "/maps")
+        return _host.Loaded(tmp + "/progs/" + program, 41, NEW_TAG,
+                            tmp + "/maps")
 
     def do_attach(self, ifname: str, mode: str, pin: str,
                   replace: bool = False) -> None:
         if mode in self.refuse:
-            raise _attach.AttachError(
+            raise FastpathError(
                 "refused", cmd=["ip"], rc=2,
                 stderr="Error: veth: Peer MTU is too large to set XDP.")
         self.cur.prog = ours(mode, NEW_TAG, 41)
@@ -435,17 +448,14 @@ def run_main(args: dict, host: FakeHost, tmp_path: Path,
     obj.write_bytes(b"\x7fELF object")
     args = dict({"interface": "eth0", "object": str(obj),
                  "pin_dir": PIN_DIR, "_ansible_check_mode": check}, **args)
-    cache = _attach.TagCache(str(tmp_path / "tags.json"))
+    cache = _tag_cache.TagCache(str(tmp_path / "tags.json"))
     if "cached" in args:
-        key = _attach.cache_key(str(obj), str(host.bpftool))
+        key = _tag_cache.cache_key(str(obj), str(host.bpftool))
         cache.record(key, args.pop("cached"))
     with patch_module_args(args), \
-            mock.patch.object(xdp_attach._attach, "Host",
-                              return_value=host), \
-            mock.patch.object(xdp_attach._attach, "TagCache",
-                              return_value=cache), \
-            mock.patch.object(xdp_attach._attach, "object_map_names",
-                              return_value=MAPS), \
+            mock.patch.object(_host, "Host", return_value=host), \
+            mock.patch.object(_tag_cache, "TagCache", return_value=cache), \
+            mock.patch.object(_elf, "map_names", return_value=MAPS), \
             mock.patch("sys.stdout") as stdout, \
             pytest.raises(SystemExit):
         xdp_attach.main()
@@ -460,7 +470,7 @@ def run_main(args: dict, host: FakeHost, tmp_path: Path,
     (current(ours("native"), ports=[5062]), OLD_TAG),
 ])
 def test_check_mode_makes_no_call_that_changes_state(
-        cur: _attach.Current, cached: str | None, tmp_path: Path) -> None:
+        cur: _current.Current, cached: str | None, tmp_path: Path) -> None:
     host = FakeHost(tmp_path, cur)
     args = {"_ansible_diff": True}
     if cached:
@@ -536,7 +546,7 @@ def test_mode_change_detaches_first_and_says_so(tmp_path: Path) -> None:
 
 def test_verifier_failure_touches_nothing_attached(tmp_path: Path) -> None:
     host_, _run = host_with(rc=255, err=VERIFIER_STDERR)
-    with pytest.raises(_attach.AttachError) as err:
+    with pytest.raises(FastpathError) as err:
         host_.load("/o", "/t", "sip_xdp_prog", {})
     host = FakeHost(tmp_path, current(ours("native")), load_error=err.value)
     result = run_main({"cached": NEW_TAG}, host, tmp_path)
@@ -605,3 +615,69 @@ def test_absent_never_removes_a_pin_of_another_layout(
     unlinked = [args[0] for name, args in host.calls if name == "unlink"]
     assert PIN_DIR + "/sip_ports" not in unlinked
     assert "remove_dir" not in host.names()
+
+
+# Undo: every step done is put back, and an undo that fails says so.
+
+TMP = PIN_DIR + "/tmp_%d" % os.getpid()
+
+
+def test_failed_mode_change_puts_the_old_program_back(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native")), refuse=("generic",))
+    result = run_main({"mode": "generic", "cached": OLD_TAG}, host, tmp_path)
+    assert result["failed"] is True
+    assert "Putting back" not in result["msg"]
+    assert "undo_failed" not in result
+    attaches = [a for n, a in host.calls if n == "attach"]
+    assert attaches[-1] == ("eth0", "native", TMP + "/previous")
+    assert host.calls[-1] == ("remove_tree", (TMP,))
+
+
+def test_an_undo_that_fails_is_reported_with_the_command_by_hand(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native")),
+                    refuse=("generic", "native"))
+    result = run_main({"mode": "generic", "cached": OLD_TAG}, host, tmp_path)
+    assert result["failed"] is True
+    by_hand = ("ip link set dev eth0 xdpdrv pinned %s/previous" % TMP)
+    assert result["undo_failed"] == [{
+        "step": "the native program on eth0", "by_hand": by_hand,
+        "error": "refused"}]
+    assert result["msg"].startswith("The kernel refused to attach")
+    assert ("Putting back what this run changed failed for: the native "
+            "program on eth0 (refused). Do it by hand: " + by_hand) \
+        in result["msg"]
+    # The old program stays pinned for that command.
+    assert ("remove_tree", (TMP,)) not in host.calls
+
+
+def test_failed_detach_pins_the_removed_pins_again(tmp_path: Path) -> None:
+    cur = current(ours("native"))
+    host = FakeHost(tmp_path, cur, failing=("detach",))
+    result = run_main({"state": "absent", "keep_maps": False}, host,
+                      tmp_path)
+    assert result["failed"] is True
+    assert "undo_failed" not in result
+    unlinked = [a[0] for n, a in host.calls if n == "unlink"]
+    assert sorted(unlinked) == sorted(
+        [PIN_DIR + "/" + m for m in MAPS] + [PIN_DIR + "/prog_eth0"])
+    repinned = {a[1]: a[0] for n, a in host.calls
+                if n in ("pin_map_id", "pin_prog_id")}
+    assert repinned == dict(
+        [(PIN_DIR + "/" + m, cur.pins[m]["id"]) for m in MAPS]
+        + [(PIN_DIR + "/prog_eth0", 40)])
+    assert "remove_dir" not in host.names()
+
+
+def test_absent_reports_each_pin_it_could_not_put_back(
+        tmp_path: Path) -> None:
+    cur = current(ours("native"))
+    host = FakeHost(tmp_path, cur, failing=("detach", "pin_map_id"))
+    result = run_main({"state": "absent", "keep_maps": False}, host,
+                      tmp_path)
+    assert result["failed"] is True
+    failed = {f["by_hand"] for f in result["undo_failed"]}
+    assert failed == {"bpftool map pin id %d %s/%s"
+                      % (cur.pins[m]["id"], PIN_DIR, m) for m in MAPS}
+    assert "Do it by hand: bpftool map pin id" in result["msg"]

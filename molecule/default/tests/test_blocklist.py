@@ -16,11 +16,11 @@ INVITES = fleet.KAMAILIO_INVITES
 
 @pytest.fixture(scope="module")
 def scanner_blocked() -> Iterator[None]:
-    fleet.run_playbook("block", address=SCANNER.address)
+    fleet.run_playbook("block", fastpath_address=SCANNER.address)
     try:
         yield
     finally:
-        fleet.run_playbook("unblock", address=SCANNER.address)
+        fleet.run_playbook("unblock", fastpath_address=SCANNER.address)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ def systemd_property(unit: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def reboot() -> dict[str, dict[str, Any]]:
     # One entry with a TTL too: it must come back, still counting down.
-    fleet.run_playbook("block", address="198.51.100.7", ttl=TTL)
+    fleet.run_playbook("block", fastpath_address="198.51.100.7",
+                       fastpath_ttl=TTL)
     before = state()
     EDGE.stop()
     EDGE.start()

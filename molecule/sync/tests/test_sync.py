@@ -38,8 +38,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def first(work: Path) -> list[str]:
     lines = addresses.generate(ENTRIES, seed=1)
-    fleet.run_playbook("blocklist_sync", file=str(write(work / "1.txt",
-                                                        lines)))
+    fleet.run_playbook("blocklist_sync", fastpath_list_file=str(
+        write(work / "1.txt", lines)))
     return lines
 
 
@@ -51,8 +51,8 @@ def second(work: Path, first: list[str]
              if line not in listed][:CHANGED]
     lines = first[CHANGED:] + fresh
     DOWN.stop()
-    proc = fleet.play("blocklist_sync", file=str(write(work / "2.txt",
-                                                       lines)))
+    proc = fleet.play("blocklist_sync", fastpath_list_file=str(
+        write(work / "2.txt", lines)))
     return lines, proc
 
 
@@ -60,7 +60,8 @@ def second(work: Path, first: list[str]
 def rerun(work: Path, second: tuple[list[str], subprocess.CompletedProcess]
           ) -> str:
     DOWN.start()
-    return fleet.run_playbook("blocklist_sync", file=str(work / "2.txt"))
+    return fleet.run_playbook("blocklist_sync",
+                              fastpath_list_file=str(work / "2.txt"))
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,8 @@ def third(work: Path, second: tuple[list[str], subprocess.CompletedProcess],
     v4 = next(line for line in lines if ":" not in line)
     v6 = next(line for line in lines if ":" in line)
     kept = [line for line in lines if line not in (v4, v6)]
-    fleet.run_playbook("blocklist_sync", file=str(write(work / "3.txt",
-                                                        kept)))
+    fleet.run_playbook("blocklist_sync", fastpath_list_file=str(
+        write(work / "3.txt", kept)))
     return kept, [v4, v6]
 
 

@@ -20,7 +20,8 @@ def burst() -> dict[str, dict[str, int]]:
 @pytest.fixture(scope="module")
 def blocked_until() -> float:
     """Block the scanner for TTL seconds; when it is sure to have expired."""
-    fleet.run_playbook("block", address=SCANNER.address, ttl=TTL)
+    fleet.run_playbook("block", fastpath_address=SCANNER.address,
+                       fastpath_ttl=TTL)
     return time.monotonic() + TTL + 1
 
 

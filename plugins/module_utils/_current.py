@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What is there now: the interface, its XDP program and our pins.
+
+Private to this collection. read_current() reads through a Host (_host)
+and judges nothing but what it finds (a pin of another layout, a program
+that is not ours); _plan decides what to change.
+"""
+
+from __future__ import absolute_import, annotations, division, print_function
+
+__metaclass__ = type
+
+import os
+from typing import TYPE_CHECKING
+
+from . import _abi, _facts
+
+if TYPE_CHECKING:
+    from . import _host
+
+
+def same_name(kernel_name: str | None, program: str) -> bool:
+    """The kernel keeps the first 15 characters of a program's name."""
+    return bool(kernel_name) and kernel_name == program[:15]
+
+
+def layout_problem(name: str, path: str, found: dict) -> str | None:
+    """A sentence naming the map when found differs from _abi.MAPS."""
+    expected = _abi.map_layout(_abi.MAPS[name])
+    diffs = ["%s %s (the program needs %s)" % (key, found[key], value)
+             for key, value in sorted(expected.items())
+             if found[key] != value]
+    if not diffs:
+        return None
+    return ("The pinned map %s (%s) does not have the layout of the "
+            "program's map %s: %s. Nothing was changed: save its entries "
+            "and remove the pin, or choose another pin_dir."
+            % (path, name, name, ", ".join(diffs)))
+
+
+class Current:
+    """The interface, its XDP program and our pins, as the kernel has
+    them."""
+
+    def __init__(self) -> None:
+        self.prog: dict | None = None  # {id, name, tag, mode} or None
+        self.ours = False         # its name is the module's program
+        self.prog_maps: dict[str, dict] = {}  # maps of the attached program
+        self.pins: dict[str, dict] = {}  # {name: layout} under pin_dir
+        self.bad_pins: dict[str, str] = {}  # {name: why} other layouts
+        self.adopt: dict[str, int] = {}  # {name: map id} to pin
+        self.uses_pins = False    # the program uses every map pinned
+        self.prog_pin_id: int | None = None  # program behind its pin
+        self.ports: list[int] | None = None  # sip_ports, None: no map yet
+        self.flags: int | None = None  # settings flags, None: no map yet
+        self.pin_dir_exists = False
+
+    def ref(self, pin_dir: str, name: str) -> str | int | None:
+        """How to open one of our maps: its pin, or the attached program's
+        map that will be pinned, or None when it does not exist yet."""
+        if name in self.pins:
+            return os.path.join(pin_dir, name)
+        return self.adopt.get(name)
+
+    def summary(self) -> dict | None:
+        if not self.prog:
+            return None
+        return dict(self.prog)
+
+
+def read_current(host: _host.Host, ifname: str, pin_dir: str,
+                 program: str) -> Current:
+    cur = Current()
+    cur.prog = _facts.attached_program(host.link(ifname))
+    cur.ours = bool(cur.prog) and same_name(cur.prog["name"], program)
+    cur.pin_dir_exists = host.exists(pin_dir)
+    if cur.pin_dir_exists:
+        cur.pins = host.map_layouts(pin_dir)
+    for name, found in sorted(cur.pins.items()):
+        problem = layout_problem(name, os.path.join(pin_dir, name), found)
+        if problem:
+            cur.bad_pins[name] = problem
+            del cur.pins[name]
+    if cur.ours and cur.prog["id"]:
+        cur.prog_maps = host.program_maps(cur.prog["id"])
+        cur.adopt = {
+            name: found["id"] for name, found in cur.prog_maps.items()
+            if name in _abi.MAPS and name not in cur.pins
+            and name not in cur.bad_pins
+            and layout_problem(name, "", found) is None}
+        cur.uses_pins = all(
+            name in cur.prog_maps and cur.prog_maps[name]["id"] == found["id"]
+            for name, found in cur.pins.items())
+    cur.prog_pin_id = host.pinned_prog_id(
+        os.path.join(pin_dir, _abi.prog_pin_name(ifname)))
+    ports_ref = cur.ref(pin_dir, "sip_ports")
+    if ports_ref is not None:
+        cur.ports = sorted(host.read_ports(ports_ref))
+    settings_ref = cur.ref(pin_dir, "settings")
+    if settings_ref is not None:
+        cur.flags = host.read_flags(settings_ref)
+    return cur

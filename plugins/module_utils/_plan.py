@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright: vos-fastpath contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What xdp_attach has to change, decided before anything changes.
+
+Private to this collection. Pure: no I/O. plan_present() and
+plan_absent() take what _current read and return the steps that _apply
+carries out; check mode stops after them.
+"""
+
+from __future__ import absolute_import, annotations, division, print_function
+
+__metaclass__ = type
+
+from typing import TYPE_CHECKING
+
+from . import _abi
+from ._errors import FastpathError
+
+if TYPE_CHECKING:
+    from . import _current
+
+NONE, INSTALL, VERIFY, REPLACE, MODE_CHANGE = (
+    "none", "install", "verify", "replace", "mode_change")
+
+KNOWN_FLAGS = (_abi.FP_BLOCK_ALL_PORTS | _abi.FP_STEALTH_OFF
+               | _abi.FP_MALFORMED_PASS | _abi.FP_SHADOW)
+
+
+def settings_to_flags(settings: dict, current: int = 0) -> int:
+    """fp_settings.flags for the module's settings; bits this collection
+    does not know are kept as they are."""
+    flags = current & ~KNOWN_FLAGS
+    if settings["block_all_ports"]:
+        flags |= _abi.FP_BLOCK_ALL_PORTS
+    if not settings["stealth"]:
+        flags |= _abi.FP_STEALTH_OFF
+    if settings["malformed"] == "pass":
+        flags |= _abi.FP_MALFORMED_PASS
+    if settings["shadow"]:
+        flags |= _abi.FP_SHADOW
+    return flags
+
+
+def flags_to_settings(flags: int) -> dict:
+    return {
+        "block_all_ports": bool(flags & _abi.FP_BLOCK_ALL_PORTS),
+        "stealth": not flags & _abi.FP_STEALTH_OFF,
+        "malformed": "pass" if flags & _abi.FP_MALFORMED_PASS else "drop",
+        "shadow": bool(flags & _abi.FP_SHADOW),
+    }
+
+
+def normalize_ports(ports: list[int]) -> list[int]:
+    """Sorted unique ports; raise FastpathError on one out of range."""
+    bad = [p for p in ports if not 1 <= p <= 65535]
+    if bad:
+        raise FastpathError("sip_ports must hold ports from 1 to 65535, not "
+                            "%s: fix the task's sip_ports." % bad[0])
+    return sorted(set(ports))
+
+
+class Plan:
+    """The steps for state=present, decided before any change."""
+
+    def __init__(self) -> None:
+        self.action = NONE        # NONE, INSTALL, VERIFY, REPLACE, MODE_CHANGE
+        self.object_maps: list[str] = []  # maps the object declares
+        self.target_mode: str | None = None  # native, generic or auto
+        self.mode_reason: str | None = None
+        self.adopt: dict[str, int] = {}
+        self.keep_program = False  # MODE_CHANGE of the loaded program
+        self.repin_prog = False
+        self.ports_add: list[int] = []
+        self.ports_clear: list[int] = []
+        self.flags = 0
+        self.write_flags = False
+        self.make_pin_dir = False
+
+    @property
+    def maps_changed(self) -> bool:
+        """Something changes besides the program itself."""
+        return (bool(self.adopt) or self.repin_prog or self.write_flags
+                or bool(self.ports_add or self.ports_clear)
+                or self.make_pin_dir)
+
+    @property
+    def needs_load(self) -> bool:
+        return self.action != NONE and not self.keep_program
+
+    @property
+    def changed(self) -> bool:
+        """VERIFY counts: only a load tells whether the tags differ."""
+        return self.action != NONE or self.maps_changed
+
+
+def foreign_error(ifname: str, prog: dict, program: str) -> FastpathError:
+    return FastpathError(
+        "%s has the XDP program %s (id %s, %s mode) attached, which is not "
+        "vos.fastpath's %s: detach it, or set force: true to replace it."
+        % (ifname, prog["name"] or "(no name)", prog["id"], prog["mode"],
+           program))
+
+
+def plan_present(cur: _current.Current, ifname: str, mode: str,
+                 program: str, force: bool, ports: list[int], settings: dict,
+                 cached_tag: str | None, object_maps: list[str]) -> Plan:
+    """cur: _current.Current; object_maps: the names of the maps the
+    object declares."""
+    if cur.bad_pins:
+        raise FastpathError(" ".join(msg for _name, msg in
+                                     sorted(cur.bad_pins.items())))
+    plan = Plan()
+    plan.object_maps = sorted(object_maps)
+    prog = cur.prog
+    if prog and not cur.ours and not force:
+        raise foreign_error(ifname, prog, program)
+    plan.make_pin_dir = not cur.pin_dir_exists
+    plan.adopt = dict(cur.adopt)
+
+    in_use = prog["mode"] if prog else None
+    if mode != "auto":
+        plan.target_mode = mode
+        plan.mode_reason = "%s mode requested" % mode
+    elif in_use in ("native", "generic"):
+        plan.target_mode = in_use
+        plan.mode_reason = ("auto: kept %s, the mode already in use, so that "
+                            "the program is never detached" % in_use)
+    else:
+        plan.target_mode = "auto"
+        plan.mode_reason = ("auto: native is tried first, generic only if "
+                            "the driver refuses native")
+
+    same_mode = in_use == plan.target_mode
+    current = cur.ours and cur.uses_pins and cached_tag == prog["tag"]
+    if not prog:
+        plan.action = INSTALL
+    elif not same_mode:
+        plan.action = MODE_CHANGE
+        plan.keep_program = current
+        plan.repin_prog = current and cur.prog_pin_id != prog["id"]
+    elif cur.ours and cur.uses_pins and cached_tag in (None, prog["tag"]):
+        # Without a remembered tag only a load tells whether it differs.
+        plan.action = NONE if cached_tag else VERIFY
+        plan.repin_prog = cur.prog_pin_id != prog["id"]
+        if mode == "auto":
+            plan.mode_reason = ("auto: the program is already attached in "
+                                "%s mode" % in_use)
+    else:
+        plan.action = REPLACE
+
+    plan.flags = settings_to_flags(settings, cur.flags or 0)
+    will_exist = set(object_maps) | set(cur.pins) | set(cur.adopt)
+    if "sip_ports" in will_exist:
+        before = set(cur.ports or ())
+        plan.ports_add = sorted(set(ports) - before)
+        plan.ports_clear = sorted(before - set(ports))
+    if "settings" in will_exist:
+        plan.write_flags = plan.flags != (cur.flags or 0)
+    return plan
+
+
+class AbsentPlan:
+    def __init__(self) -> None:
+        self.detach: dict | None = None  # {id, name, tag, mode} to detach
+        self.remove_prog_pin = False
+        self.remove_maps: dict[str, int] = {}  # {name: id} pins to remove
+        self.maps_in_use_by: list[str] = []  # interfaces keeping the maps
+        self.remove_pin_dir = False
+        self.warnings: list[str] = []
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.detach or self.remove_prog_pin or self.remove_maps)
+
+
+def plan_absent(cur: _current.Current, ifname: str, pin_dir: str,
+                program: str, force: bool, keep_maps: bool,
+                users: dict[int, list], pin_dir_entries: list[str]
+                ) -> AbsentPlan:
+    """users: {map id: [interfaces]} of programs attached elsewhere;
+    pin_dir_entries: the names under pin_dir now."""
+    plan = AbsentPlan()
+    prog = cur.prog
+    if prog and (cur.ours or force):
+        plan.detach = dict(prog)
+    elif prog:
+        plan.warnings.append(
+            "%s has the XDP program %s (id %s) attached, which is not "
+            "vos.fastpath's %s: it was left attached (force: true detaches "
+            "it)." % (ifname, prog["name"], prog["id"], program))
+    prog_pin = _abi.prog_pin_name(ifname)
+    plan.remove_prog_pin = cur.prog_pin_id is not None or \
+        prog_pin in pin_dir_entries
+    if keep_maps or not cur.pins:
+        return plan
+    in_use = set()
+    for found in cur.pins.values():
+        in_use.update(users.get(found["id"], ()))
+    if in_use:
+        plan.maps_in_use_by = sorted(in_use)
+        plan.warnings.append(
+            "The maps under %s were kept: the program on %s still uses "
+            "them." % (pin_dir, ", ".join(plan.maps_in_use_by)))
+        return plan
+    plan.remove_maps = dict((name, found["id"])
+                            for name, found in sorted(cur.pins.items()))
+    left = set(pin_dir_entries) - set(plan.remove_maps)
+    if plan.remove_prog_pin:
+        left.discard(prog_pin)
+    plan.remove_pin_dir = not left
+    return plan
