@@ -55,6 +55,16 @@ class Undo:
                 failed.append(dict(step=what, error=str(e), by_hand=by_hand))
         return failed
 
+    def after(self, error: FastpathError | OSError,
+              os_error_msg: str) -> FastpathError:
+        """Revert every step after error; the FastpathError to raise, told
+        of each step that could not be put back. os_error_msg words an
+        OSError (a bpf() call, a bpffs path): one %s for it."""
+        failed = self.run()
+        if isinstance(error, OSError):
+            error = FastpathError(os_error_msg % error)
+        return undone(error, failed)
+
 
 def undone(error: FastpathError, failed: list[dict]) -> FastpathError:
     """error, told that the undo of some steps failed."""
@@ -127,7 +137,7 @@ def apply_present(host: _host.Host, cur: Current, plan: Plan, ifname: str,
     out = Outcome(plan)
     undo = Undo()
     tmp = os.path.join(pin_dir, "tmp_%d" % os.getpid())
-    failed: list[dict] = []
+    keep_tmp = False
     try:
         if plan.make_pin_dir:
             host.make_dir(pin_dir)
@@ -155,14 +165,14 @@ def apply_present(host: _host.Host, cur: Current, plan: Plan, ifname: str,
             host.unlink(prog_pin)
             host.pin_prog_id(cur.prog["id"], prog_pin)
     except (FastpathError, OSError) as e:
-        failed = undo.run()
-        if isinstance(e, OSError):
-            e = FastpathError("Could not change the pins under %s (%s): "
-                              "nothing was changed." % (pin_dir, e))
-        raise undone(e, failed)
+        error = undo.after(e, "Could not change the pins under %s (%%s): "
+                           "nothing was changed." % pin_dir)
+        # The by-hand command of a failed undo may need the old program
+        # pinned in tmp.
+        keep_tmp = "undo_failed" in error.result
+        raise error
     finally:
-        # A failed undo may still need the old program pinned in tmp.
-        if host.exists(tmp) and not failed:
+        if host.exists(tmp) and not keep_tmp:
             host.remove_tree(tmp)
     return out
 
@@ -260,11 +270,8 @@ def apply_absent(host: _host.Host, cur: Current, plan: AbsentPlan,
         if plan.detach:
             host.detach(ifname, plan.detach["mode"])
     except (FastpathError, OSError) as e:
-        failed = undo.run()
-        if isinstance(e, OSError):
-            e = FastpathError("Could not remove the pins under %s (%s): "
-                              "nothing was changed." % (pin_dir, e))
-        raise undone(e, failed)
+        raise undo.after(e, "Could not remove the pins under %s (%%s): "
+                         "nothing was changed." % pin_dir)
     if plan.remove_pin_dir:
         try:
             host.remove_dir(pin_dir)
