@@ -269,6 +269,20 @@ removed_maps:
   type: list
   elements: str
   sample: []
+undo_failed:
+  description:
+    - When the task failed and a change it had made could not be put back,
+      each such change, why, and the command that puts it back by hand.
+      The failure message says the same.
+  returned: on a failure whose undo failed
+  type: list
+  elements: dict
+  sample:
+    - step: the native program on eth0
+      error: "Could not attach the program to eth0 in native mode: see
+        stderr."
+      by_hand: ip link set dev eth0 xdpdrv pinned
+        /sys/fs/bpf/vos_fastpath/tmp_4242/previous
 sip_ports:
   description: The SIP ports in the C(sip_ports) map.
   returned: when state is present
