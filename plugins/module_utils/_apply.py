@@ -124,7 +124,7 @@ class Outcome:
         self.detached_for_mode_change = False
 
 
-def unpinned(host: _host.Host, undo: Undo, path: str) -> None:
+def undo_pin(host: _host.Host, undo: Undo, path: str) -> None:
     """Record that path was pinned by this run: undo removes it."""
     undo.push("the pin %s" % path, lambda: host.unlink(path), "rm %s" % path)
 
@@ -148,7 +148,7 @@ def apply_present(host: _host.Host, cur: Current, plan: Plan, ifname: str,
         for name, map_id in sorted(plan.adopt.items()):
             path = os.path.join(pin_dir, name)
             host.pin_map_id(map_id, path)
-            unpinned(host, undo, path)
+            undo_pin(host, undo, path)
         if plan.needs_load or plan.action == MODE_CHANGE:
             host.make_dir(tmp)
         loaded = None
@@ -194,7 +194,7 @@ def load_step(host: _host.Host, cur: Current, plan: Plan, out: Outcome,
     for name in sorted(set(plan.object_maps) - set(reuse)):
         path = os.path.join(pin_dir, name)
         host.rename(os.path.join(loaded.maps_dir, name), path)
-        unpinned(host, undo, path)
+        undo_pin(host, undo, path)
         out.created_maps.append(name)
     return loaded
 

@@ -30,7 +30,7 @@ import sys
 import time
 from typing import IO
 
-from . import _abi, _attach_run, _defaults, _facts, _host, _snapshot
+from . import _abi, _attach_run, _defaults, _facts, _host, _lists, _snapshot
 from ._errors import FastpathError
 from ._runner import Runner
 
@@ -143,7 +143,12 @@ def restore_list(config: dict, list_name: str) -> str:
     path = _defaults.saved_list(
         config.get("state_dir", _defaults.STATE_DIR), list_name)
     try:
-        report = _snapshot.restore_list(config["pin_dir"], list_name, path)
+        tries = _lists.open_pair(config["pin_dir"], list_name)
+        try:
+            report = _snapshot.restore_list(tries, path)
+        finally:
+            for trie in tries:
+                trie.close()
     except FastpathError as e:
         raise FastpathError("%s: %s" % (list_name, e))
     if report is None:

@@ -21,7 +21,6 @@ MODE = "auto"
 SIP_PORTS = (5060,)
 SETTINGS = {"block_all_ports": False, "stealth": True, "malformed": "drop",
             "shadow": False}
-LISTS = ("blocklist", "allowlist")
 
 
 def saved_list(state_dir: str, list_name: str) -> str:

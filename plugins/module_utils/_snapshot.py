@@ -205,19 +205,16 @@ def restore(path: str, tries: list[_bpf.Map], now_ns: int,
     return report
 
 
-def restore_list(pin_dir: str, list_name: str, path: str,
+def restore_list(tries: list[_bpf.Map], path: str,
                  write: bool = True) -> dict[str, int] | None:
-    """Restore a saved list into its two tries when they are empty:
-    {restored, expired, kept} over both, or None when nothing is saved."""
-    tries = _lists.open_pair(pin_dir, list_name)
+    """Restore a saved list into its two tries (_lists.open_pair) when
+    they are empty: {restored, expired, kept} over both, or None when
+    nothing is saved."""
     try:
         report = restore(path, tries, _lists.boot_ns(), write)
     except FastpathError as e:
         raise FastpathError("%s Deploy again, or remove the file, to save "
                             "the list anew." % e)
-    finally:
-        for trie in tries:
-            trie.close()
     if not report:
         return None
     return dict(restored=sum(r[0] for r in report.values()),

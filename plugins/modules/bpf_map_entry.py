@@ -332,12 +332,17 @@ def kernel_read(what, read):
                             % (what, e))
 
 
-def restore(module, path, result):
+def restore(module, tries, path, result):
     """Put the saved list back into maps that are empty (new maps after a
     teardown or a lost pin directory)."""
-    report = _snapshot.restore_list(module.params["pin_dir"],
-                                    module.params["map"], path,
-                                    write=not module.check_mode)
+    try:
+        report = _snapshot.restore_list(tries, path,
+                                        write=not module.check_mode)
+    except OSError as e:
+        raise FastpathError("Could not restore %s into the %s maps (%s): "
+                            "run as root, and check that the program's maps "
+                            "are still pinned."
+                            % (path, module.params["map"], e))
     result.update(restored=report["restored"] if report else 0,
                   expired_while_down=report["expired"] if report else 0)
     if result["restored"]:
@@ -391,7 +396,7 @@ def change(module, tries, result):
         raise FastpathError("restore needs the saved list: set save: true "
                             "(or save_to).")
     if p["restore"]:
-        restore(module, path, result)
+        restore(module, tries, path, result)
     reader = _lists.Reader(tries)
     reader.start()
     try:
