@@ -65,7 +65,8 @@ def run_module(workdir: Path, listing: Path) -> tuple[float, int, dict]:
     args = workdir / "args.json"
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
         "map": "blocklist", "src": str(listing), "state": "exact",
-        "source": "bench", "pin_dir": str(PIN_DIR)}}))
+        "source": "bench", "pin_dir": str(PIN_DIR),
+        "state_dir": str(workdir / "state")}}))
     env = dict(os.environ, PYTHONPATH=str(REPO / ".collections"))
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(MODULE), str(args)],
@@ -159,6 +160,7 @@ def measure(work: Path) -> dict:
     small = addresses(ONE_BY_ONE, seed=12)
     out["bpftool_each"] = one_by_one(small) / ONE_BY_ONE
     load_program()
+    shutil.rmtree(work / "state")      # the new maps start a new list
     write_list(work / "small.txt", small)
     wall, _rss, r = run_module(work, work / "small.txt")
     assert r["added"] == ONE_BY_ONE

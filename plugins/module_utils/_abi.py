@@ -177,3 +177,9 @@ def prog_pin_name(ifname: str) -> str:
     """The pin of an interface's program under the pin directory. bpffs
     refuses '.' in names (eth0.100); ':' is never in an interface name."""
     return "prog_" + ifname.replace(".", ":")
+
+
+def link_pin_name(ifname: str) -> str:
+    """The pin of the BPF link that attaches an interface's program, next
+    to its program pin; the same ':' for '.' rule."""
+    return "link_" + ifname.replace(".", ":")

@@ -9,7 +9,8 @@ service (vos-fastpath-boot), which runs the same steps without Ansible.
 `module` is anything with AnsibleModule's params, check_mode, _diff,
 warn(), run_command() and get_bin_path().
 
-The data flows through here once, in this order:
+The data flows through here once, in this order, under the interface's
+lock (_lock), so that two runs never change one interface at once:
   _host.Host          the kernel boundary (ip, bpftool, bpf(), pins)
   _current.read_current   what is there now
   _tag_cache, _elf    the tag of the object's last load, its maps
@@ -24,12 +25,30 @@ __metaclass__ = type
 import os
 from typing import TYPE_CHECKING
 
-from . import _abi, _apply, _current, _elf, _facts, _plan, _tag_cache
+from . import (
+    _abi,
+    _apply,
+    _current,
+    _elf,
+    _facts,
+    _lock,
+    _plan,
+    _tag_cache,
+)
 from ._errors import FastpathError
 
 if TYPE_CHECKING:
     from . import _host
 
+# xdp_attach's lock_timeout when a task (or boot.json) leaves it out.
+LOCK_TIMEOUT = _lock.DEFAULT_TIMEOUT
+
+MOVED_TO_LINK = (
+    "%s was moved from a netlink attachment to a BPF link: the kernel "
+    "refuses a link while a netlink program is attached, so the program was "
+    "detached and the link created right after, and packets that arrived in "
+    "between (milliseconds) were not filtered. From now on `ip link set dev "
+    "%s xdp off` and other loaders cannot remove it.")
 GENERIC_UNDER_AUTO = (
     "%s runs the program in generic XDP mode (%s): the verdicts are the "
     "same, but each packet costs more. Remove the cause and set mode "
@@ -47,9 +66,9 @@ def check_pin_dir(host: _host.Host, pin_dir: str) -> None:
 
 
 def state_view(tag: str | None, mode: str | None, ports: list[int] | None,
-               flags: int | None) -> dict:
+               flags: int | None, method: str | None = None) -> dict:
     """What diff shows of the program and its maps."""
-    return dict(tag=tag, mode=mode, sip_ports=ports,
+    return dict(tag=tag, mode=mode, attach_method=method, sip_ports=ports,
                 settings=(_plan.flags_to_settings(flags)
                           if flags is not None else None))
 
@@ -58,15 +77,19 @@ def run(module, host: _host.Host, result: dict) -> None:
     """The whole task, filling result as it goes (a failure's result
     keeps what was known). Raises FastpathError."""
     p = module.params
-    result.update(changed=False, interface=p["interface"],
-                  pin_dir=p["pin_dir"],
+    ifname = p["interface"]
+    result.update(changed=False, interface=ifname, pin_dir=p["pin_dir"],
                   prog_pin=os.path.join(p["pin_dir"],
-                                        _abi.prog_pin_name(p["interface"])))
+                                        _abi.prog_pin_name(ifname)),
+                  link_pin=os.path.join(p["pin_dir"],
+                                        _abi.link_pin_name(ifname)))
     try:
-        if p["state"] == "present":
-            present(module, host, result)
-        else:
-            absent(module, host, result)
+        with _lock.hold(_lock.interface_key(ifname), p["lock_timeout"],
+                        "xdp_attach state=%s on %s" % (p["state"], ifname)):
+            if p["state"] == "present":
+                present(module, host, result)
+            else:
+                absent(module, host, result)
     except OSError as e:
         raise FastpathError("A bpf() call or bpffs path failed (%s): run as "
                             "root and check that bpffs is mounted." % e)
@@ -99,7 +122,11 @@ def present(module, host: _host.Host, result: dict) -> None:
         detached_for_mode_change=plan.action == _plan.MODE_CHANGE,
         prog_id=cur.prog["id"] if unchanged else None,
         tag=cur.prog["tag"] if unchanged else cached_tag,
-        replaced=None if unchanged or not cur.prog else cur.summary(),
+        replaced=None if unchanged or not cur.prog
+        or plan.action == _plan.RELINK else cur.summary(),
+        attach_method=cur.method if unchanged else plan.method,
+        link_id=cur.link["id"] if unchanged and cur.link else None,
+        moved_to_link=plan.relink and plan.action != _plan.NONE,
         maps=dict((name, os.path.join(pin_dir, name))
                   for name in object_maps),
         reused_maps=sorted(set(cur.pins) | set(cur.adopt)),
@@ -116,13 +143,20 @@ def present(module, host: _host.Host, result: dict) -> None:
 
         out = _apply.apply_present(host, cur, plan, ifname, pin_dir,
                                    p["object"], program, record_tag)
-        now = host.attached(ifname) or {}
+        prog, link, _ifindex = _current.read_attachment(host, ifname)
+        now = prog or {}
         result.update(
             changed=out.action != _plan.NONE or plan.maps_changed,
             action=out.action, mode_reason=out.mode_reason,
             detached_for_mode_change=out.detached_for_mode_change,
+            moved_to_link=out.moved_to_link,
             mode=now.get("mode"), prog_id=now.get("id"), tag=now.get("tag"),
-            replaced=None if out.action == _plan.NONE else cur.summary())
+            attach_method=_facts.attach_method(link, prog),
+            link_id=link["id"] if link else None,
+            replaced=None if out.action in (_plan.NONE, _plan.RELINK)
+            else cur.summary())
+        if out.moved_to_link:
+            module.warn(MOVED_TO_LINK % (ifname, ifname))
     elif cur.prog and plan.action == _plan.NONE:
         result["mode"] = cur.prog["mode"]
     if p["mode"] == "auto" and result["mode"] == "generic":
@@ -131,9 +165,9 @@ def present(module, host: _host.Host, result: dict) -> None:
         result["diff"] = dict(
             before=state_view(cur.prog and cur.prog["tag"],
                               cur.prog and cur.prog["mode"], cur.ports,
-                              cur.flags),
+                              cur.flags, cur.method),
             after=state_view(result["tag"], result["mode"], ports,
-                             plan.flags),
+                             plan.flags, result["attach_method"]),
             before_header=ifname, after_header=ifname)
 
 
@@ -154,17 +188,19 @@ def absent(module, host: _host.Host, result: dict) -> None:
         changed=plan.changed,
         action="detach" if plan.detach else "none",
         mode=cur.prog and cur.prog["mode"] if not plan.detach else None,
+        attach_method=None if plan.detach else cur.method,
         detached=plan.detach, removed_maps=sorted(plan.remove_maps))
     if module._diff:
         result["diff"] = dict(
             before=state_view(cur.prog and cur.prog["tag"],
                               cur.prog and cur.prog["mode"], cur.ports,
-                              cur.flags),
+                              cur.flags, cur.method),
             after=state_view(None if plan.detach else
                              cur.prog and cur.prog["tag"],
                              result["mode"],
                              None if plan.remove_maps else cur.ports,
-                             None if plan.remove_maps else cur.flags),
+                             None if plan.remove_maps else cur.flags,
+                             result["attach_method"]),
             before_header=ifname, after_header=ifname)
     if plan.changed and not module.check_mode:
         for warning in _apply.apply_absent(host, cur, plan, ifname, pin_dir):

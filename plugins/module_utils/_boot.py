@@ -15,6 +15,11 @@ Python 3, ip and bpftool: no Ansible.
 
 Running it again changes nothing: an attached program is left alone and
 a list is restored only into empty maps.
+
+It runs as root at boot, so it trusts nothing that another user could
+have changed: boot.json, its directory and the state directory must be
+root's alone, and the pinned maps it restores into are checked against
+the contract (_pins).
 """
 
 from __future__ import absolute_import, annotations, division, print_function
@@ -25,12 +30,14 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
 from typing import IO
 
-from . import _abi, _attach_run, _defaults, _facts, _host, _lists, _snapshot
+from . import (_abi, _attach_run, _defaults, _facts, _host, _lists, _lock,
+               _pins, _snapshot)
 from ._errors import FastpathError
 from ._runner import Runner
 
@@ -69,9 +76,12 @@ class Task:
 
 
 def read_config(path: str) -> dict:
+    """boot.json, once it and its directory are found to be root's alone
+    (whoever may write it chooses what root attaches and restores)."""
     try:
-        with open(path) as f:
-            config = json.load(f)
+        with open(path, "rb", opener=_open_nofollow) as f:
+            check_config_file(path, os.fstat(f.fileno()))
+            config = json.loads(f.read().decode("utf-8"))
     except (IOError, OSError) as e:
         raise FastpathError("Could not read %s (%s): deploy with the "
                             "vos.fastpath.fastpath role first."
@@ -84,6 +94,32 @@ def read_config(path: str) -> dict:
             raise FastpathError("%s has no %r: deploy again to rewrite it."
                                 % (path, key))
     return config
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def check_config_file(path: str, st: os.stat_result) -> None:
+    """Refuse a configuration that anyone but root may change: its
+    directory must be private (_pins) and the file root's alone."""
+    _pins.check_private_dir(os.path.dirname(os.path.abspath(path)),
+                            _pins.STATE_DIR)
+    if st.st_uid not in (0, os.geteuid()) or \
+            st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise FastpathError(
+            "The boot configuration %s is owned by uid %d and mode %04o: "
+            "check what it holds, then deploy again to rewrite it; it must "
+            "belong to root and be writable only by it."
+            % (path, st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
+def check_state_dir(state_dir: str, saved: str) -> None:
+    """The state directory, and the directory of the saved list, when they
+    exist, are root's alone: the boot command restores what they hold."""
+    for directory in (state_dir, os.path.dirname(saved)):
+        if os.path.lexists(directory):
+            _pins.check_private_dir(directory, _pins.STATE_DIR)
 
 
 def mount_bpffs(task: Task, pin_dir: str) -> bool:
@@ -117,11 +153,19 @@ def attach_params(config: dict, name: str) -> dict:
                 mode=config.get("mode", _defaults.MODE),
                 pin_dir=config["pin_dir"], state="present",
                 sip_ports=config.get("sip_ports", list(_defaults.SIP_PORTS)),
-                settings=settings, force=False, keep_maps=True)
+                settings=settings, force=False, keep_maps=True,
+                lock_timeout=config.get("lock_timeout",
+                                        _attach_run.LOCK_TIMEOUT))
+
+
+# How each attach method reads in the boot command's line.
+METHOD_WORDS = {"link": "BPF link", "netlink": "netlink"}
 
 
 def attach(config: dict, name: str, out: IO[str], wait: int) -> str:
-    """Attach on one interface; one line saying what happened."""
+    """Attach on one interface, under its lock (_attach_run takes it, as
+    for the module), through a new BPF link after a reboot; one line
+    saying what happened."""
     if not wait_for_interface(name, wait):
         raise FastpathError("Interface %s did not appear within %d s: check "
                             "fastpath_interfaces." % (name, wait))
@@ -133,22 +177,31 @@ def attach(config: dict, name: str, out: IO[str], wait: int) -> str:
         detail = e.stderr if e.rc is not None else ""
         raise FastpathError("%s: %s%s" % (name, e.msg,
                                           "\n" + detail if detail else ""))
-    return "%s: %s (%s mode)" % (
+    return "%s: %s (%s mode, %s)" % (
         name, "attached" if result["changed"] else "already attached",
-        result.get("mode"))
+        result.get("mode"), METHOD_WORDS.get(result.get("attach_method"),
+                                             "not attached"))
 
 
 def restore_list(config: dict, list_name: str) -> str:
     """One line saying what was restored into one list."""
-    path = _defaults.saved_list(
-        config.get("state_dir", _defaults.STATE_DIR), list_name)
+    state_dir = config.get("state_dir", _defaults.STATE_DIR)
+    path = _defaults.saved_list(state_dir, list_name)
+    key = _lock.list_key(config["pin_dir"], list_name)
     try:
-        tries = _lists.open_pair(config["pin_dir"], list_name)
-        try:
-            report = _snapshot.restore_list(tries, path)
-        finally:
-            for trie in tries:
-                trie.close()
+        check_state_dir(state_dir, path)
+        with _lock.hold(key, config.get("lock_timeout",
+                                        _lock.DEFAULT_TIMEOUT),
+                        "the boot command restoring the %s" % list_name):
+            tries = _pins.open_list_maps(config["pin_dir"], list_name)
+            try:
+                # Checked whole (parse) before anything is written.
+                ledger = _snapshot.load(path, list_name, config["pin_dir"])
+                report = None if ledger is None else _snapshot.restore(
+                    ledger, tries, _lists.boot_ns())
+            finally:
+                for trie in tries:
+                    trie.close()
     except FastpathError as e:
         raise FastpathError("%s: %s" % (list_name, e))
     if report is None:

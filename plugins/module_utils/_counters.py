@@ -13,10 +13,9 @@ from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
-import os
 from typing import Sequence
 
-from . import _abi, _bpf
+from . import _abi, _bpf, _pins
 
 COUNTER_MAPS = _abi.COUNTER_MAPS
 
@@ -34,25 +33,27 @@ def sum_percpu(raw: bytes, slot_size: int) -> tuple[int, int]:
     return packets, total
 
 
-def read_map_counters(path: str, names: Sequence[str]) -> dict[str, Counter]:
-    """Every counter of one pinned per-CPU counter map, by name."""
+def read_map_counters(m: _bpf.Map, names: Sequence[str]
+                      ) -> dict[str, Counter]:
+    """Every counter of one per-CPU counter map, by name."""
     out = {}
-    with _bpf.Map.open_pinned(path) as m:
-        for index, name in enumerate(names):
-            raw = m.lookup(_abi.U32.pack(index))
-            packets, total = sum_percpu(raw or b"", m.slot_size)
-            out[name] = {"packets": packets, "bytes": total}
+    for index, name in enumerate(names):
+        raw = m.lookup(_abi.U32.pack(index))
+        packets, total = sum_percpu(raw or b"", m.slot_size)
+        out[name] = {"packets": packets, "bytes": total}
     return out
 
 
 def read_counters(pin_dir: str = _abi.DEFAULT_PIN_DIR) -> Counters:
     """`stats` and `proto_stats` under pin_dir, summed over CPUs:
     {"stats": {"PASSED": {"packets": n, "bytes": n}, ...},
-     "proto_stats": {"TCP": {...}, ...}}."""
-    return {
-        map_name: read_map_counters(os.path.join(pin_dir, map_name), names)
-        for map_name, (names, _help) in COUNTER_MAPS.items()
-    }
+     "proto_stats": {"TCP": {...}, ...}}. Each map is checked against
+    the contract (_pins.open_map); the caller checks pin_dir."""
+    out = {}
+    for map_name, (names, _help) in COUNTER_MAPS.items():
+        with _pins.open_map(pin_dir, map_name) as m:
+            out[map_name] = read_map_counters(m, names)
+    return out
 
 
 def prometheus_text(counters: Counters) -> str:

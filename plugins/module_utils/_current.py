@@ -28,8 +28,11 @@ def same_name(kernel_name: str | None, program: str) -> bool:
 
 
 def layout_problem(name: str, path: str, found: dict) -> str | None:
-    """A sentence naming the map when found differs from _abi.MAPS."""
+    """A sentence naming the map when found differs from _abi.MAPS (its
+    name, when found has one: the kernel keeps 15 characters)."""
     expected = _abi.map_layout(_abi.MAPS[name])
+    if "name" in found:
+        expected["name"] = name[:15]
     diffs = ["%s %s (the program needs %s)" % (key, found[key], value)
              for key, value in sorted(expected.items())
              if found[key] != value]
@@ -48,6 +51,14 @@ class Current:
     def __init__(self) -> None:
         self.prog: dict | None = None  # {id, name, tag, mode} or None
         self.ours = False         # its name is the module's program
+        self.ifindex: int | None = None
+        self.links_supported = False  # the kernel has XDP links
+        # The link that attaches prog ({id, prog_id, ifindex}); None: prog
+        # is attached through netlink, or there is no prog.
+        self.link: dict | None = None
+        # What our link pin holds ({id, prog_id, ifindex}, ifindex 0 once
+        # detached), or None when there is no link pin.
+        self.link_pin: dict | None = None
         self.prog_maps: dict[str, dict] = {}  # maps of the attached program
         self.pins: dict[str, dict] = {}  # {name: layout} under pin_dir
         self.bad_pins: dict[str, str] = {}  # {name: why} other layouts
@@ -65,18 +76,47 @@ class Current:
             return os.path.join(pin_dir, name)
         return self.adopt.get(name)
 
+    @property
+    def method(self) -> str | None:
+        """How prog is attached: link, netlink, or None."""
+        return _facts.attach_method(self.link, self.prog)
+
+    @property
+    def link_pinned(self) -> bool:
+        """Our link pin holds the link that attaches prog (not a detached
+        link, nor one left from before)."""
+        return self.link is not None and self.link_pin is not None and \
+            self.link_pin["id"] == self.link["id"]
+
     def summary(self) -> dict | None:
         if not self.prog:
             return None
-        return dict(self.prog)
+        return dict(self.prog, attach_method=self.method)
+
+
+def read_attachment(host: _host.Host, ifname: str
+                    ) -> tuple[dict | None, dict | None, int | None]:
+    """(program, link, ifindex) of ifname: the program as `ip` shows it,
+    and the link that attaches it, if any."""
+    link = host.link(ifname)
+    prog = _facts.attached_program(link)
+    ifindex = link.get("ifindex")
+    return prog, host.xdp_link(ifindex, prog), ifindex
 
 
 def read_current(host: _host.Host, ifname: str, pin_dir: str,
                  program: str) -> Current:
     cur = Current()
-    cur.prog = _facts.attached_program(host.link(ifname))
+    cur.prog, cur.link, cur.ifindex = read_attachment(host, ifname)
     cur.ours = bool(cur.prog) and same_name(cur.prog["name"], program)
+    cur.links_supported = host.links_supported() or cur.link is not None
+    # Nothing under pin_dir is read before pin_dir is found to be root's
+    # alone (_pins).
     cur.pin_dir_exists = host.exists(pin_dir)
+    if cur.pin_dir_exists:
+        host.check_private_dir(pin_dir)
+    cur.link_pin = host.pinned_link(
+        os.path.join(pin_dir, _abi.link_pin_name(ifname)))
     if cur.pin_dir_exists:
         cur.pins = host.map_layouts(pin_dir)
     for name, found in sorted(cur.pins.items()):

@@ -16,6 +16,9 @@ __metaclass__ = type
 
 import os
 
+# root:root 0700: the roles and bpf_map_entry make it so, and whatever
+# reads it (the boot command, a restore) refuses one that is not root's
+# alone (_pins.check_private_dir).
 STATE_DIR = "/var/lib/vos-fastpath"
 MODE = "auto"
 SIP_PORTS = (5060,)

@@ -44,6 +44,10 @@ NATIVE_XDP_DRIVERS = frozenset((
 XDP_MODES = {0: "none", 1: "native", 2: "generic", 3: "offload",
              4: "multi"}
 
+# XDP programs attach through a BPF link from this kernel on; before it
+# through netlink only.
+XDP_LINK_KERNEL = (5, 9)
+
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
 
@@ -193,13 +197,76 @@ def attached_program(link: dict) -> dict | None:
             "tag": prog.get("tag"), "mode": XDP_MODES.get(mode, str(mode))}
 
 
-def interface_facts(link: dict) -> dict:
+def kernel_version(release: str) -> tuple[int, int]:
+    """(major, minor) of a kernel release such as 6.1.0-26-amd64."""
+    match = re.match(r"(\d+)\.(\d+)", release)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def xdp_link_support(release: str | None = None) -> bool:
+    """Whether the kernel attaches XDP programs through BPF links."""
+    return kernel_version(release or platform.release()) >= XDP_LINK_KERNEL
+
+
+def xdp_links() -> list[dict]:
+    """[{id, prog_id, ifindex}] of every XDP link attached on the host.
+    Link ids are global while an ifindex is per network namespace: match
+    a link by ifindex and program id (xdp_link_of). A detached link
+    (ifindex 0) is left out; a kernel without links has none."""
+    found = []
+    link_id: int | None = 0
+    while True:
+        try:
+            link_id = _bpf.link_next_id(link_id or 0)
+        except OSError:
+            return found
+        if link_id is None:
+            return found
+        try:
+            fd = _bpf.link_fd_by_id(link_id)
+        except OSError:
+            continue        # gone meanwhile
+        try:
+            info = _bpf.link_info(fd)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if info.type == _bpf.BPF_LINK_TYPE_XDP and info.ifindex:
+            found.append({"id": info.id, "prog_id": info.prog_id,
+                          "ifindex": info.ifindex})
+
+
+def xdp_link_of(links: list[dict], ifindex: int | None,
+                prog: dict | None) -> dict | None:
+    """The link of xdp_links() that attaches prog ({id, ...} as
+    attached_program() reads it) on ifindex, or None: then prog, if any,
+    is attached through netlink."""
+    if not prog or not ifindex:
+        return None
+    return next((found for found in links if found["ifindex"] == ifindex
+                 and found["prog_id"] == prog["id"]), None)
+
+
+def attach_method(link: dict | None, prog: dict | None) -> str | None:
+    """link, netlink, or None when no program is attached."""
+    if not prog:
+        return None
+    return "link" if link else "netlink"
+
+
+def interface_facts(link: dict, links: list[dict] | None = None) -> dict:
+    """links: xdp_links(), read once for every interface."""
     driver = interface_driver(link["ifname"])
+    prog = attached_program(link)
+    xdp_link = xdp_link_of(links or [], link.get("ifindex"), prog)
     return {
         "driver": driver,
         "native_xdp_expected": driver in NATIVE_XDP_DRIVERS,
         "mtu": link.get("mtu"),
-        "xdp": attached_program(link),
+        "xdp": prog,
+        "attach_method": attach_method(xdp_link, prog),
+        "xdp_link_id": xdp_link["id"] if xdp_link else None,
     }
 
 
@@ -215,13 +282,16 @@ def collect(runner: Runner, btf_path: str = BTF_PATH) -> dict:
         "jit_enabled": jit_enabled(),
         "bpffs_mounted": bpffs_mounted(),
         "tools": tool_facts(runner),
+        "xdp_link_support": xdp_link_support(),
         "interfaces": {},
     }
     if facts["tools"]["ip"]["path"]:
+        attached = xdp_links() if syscall_ok else []
         for link in links(runner, facts["tools"]["ip"]["path"]):
             if link.get("link_type") == "loopback":
                 continue
-            facts["interfaces"][link["ifname"]] = interface_facts(link)
+            facts["interfaces"][link["ifname"]] = interface_facts(
+                link, attached)
     facts["problems"] = problems(facts, syscall_error)
     facts["ready"] = not facts["problems"]
     return facts

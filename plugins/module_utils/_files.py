@@ -46,11 +46,25 @@ def remove(path: str) -> None:
 def write_atomically(path: str, data: bytes,
                      move: Callable[[str, str], None] = os.rename) -> None:
     """Write bytes to a temporary file next to path, then move it over
-    path (a module passes its atomic_move); no partial file is ever seen."""
+    path (a module passes its atomic_move); no partial file is ever seen.
+    The file is on disk before the rename, and the rename is on disk when
+    this returns: after a crash path holds the old bytes or the new."""
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         move(tmp, path)
+        fsync_dir(os.path.dirname(path) or ".")
     finally:
         remove(tmp)
+
+
+def fsync_dir(path: str) -> None:
+    """Put a directory's entries (a rename into it) on disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

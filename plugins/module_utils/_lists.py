@@ -22,8 +22,9 @@ import time
 import zlib
 from typing import IO, Iterable
 
-from . import _abi, _bpf, _facts
+from . import _abi, _bpf, _facts, _ledger
 from ._errors import FastpathError
+from ._input import quote
 
 LISTS = {"blocklist": ("block_v4", "block_v6"),
          "allowlist": ("allow_v4", "allow_v6")}
@@ -31,6 +32,8 @@ LISTS = {"blocklist": ("block_v4", "block_v6"),
 _PREFIX = struct.Struct("=I")
 _FULL_V4 = _PREFIX.pack(32)
 _FULL_V6 = _PREFIX.pack(128)
+# ::ffff:a.b.c.d, an IPv4 address written as IPv6.
+_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 def source_tag(name: str) -> int:
@@ -55,26 +58,47 @@ def _masked(packed: bytes, prefixlen: int, bits: int) -> bytes:
 
 
 def parse_entry(text: str, strict: bool) -> tuple[int, bytes]:
-    """One address or CIDR as (family, key); raises FastpathError."""
+    """One address or CIDR as (family, key); raises FastpathError, which
+    quotes at most the start of `text`.
+
+    An IPv4-mapped address (::ffff:a.b.c.d/N) becomes its IPv4 network
+    (a.b.c.d/N-96): the program looks an IPv4 source up in the IPv4 trie
+    only, so in the IPv6 trie it would match nothing."""
     addr, slash, plen = text.partition("/")
     family, bits, full = ((socket.AF_INET6, 128, _FULL_V6) if ":" in addr
                           else (socket.AF_INET, 32, _FULL_V4))
     try:
         packed = socket.inet_pton(family, addr)
     except (OSError, ValueError):
-        raise FastpathError("'%s' is not an IPv4 or IPv6 address" % text)
+        raise FastpathError("%s is not an IPv4 or IPv6 address"
+                            % quote(text))
+    mapped = family == socket.AF_INET6 and packed.startswith(_MAPPED)
     if not slash:
+        if mapped:
+            return socket.AF_INET, _FULL_V4 + packed[12:]
         return family, full + packed
-    if not plen.isdigit() or int(plen) > bits:
-        raise FastpathError("'%s' has an invalid prefix length" % text)
+    # ASCII digits only (str.isdigit() takes any script's), and at most
+    # three: int() of a 5,000-digit string raises.
+    if not (0 < len(plen) <= 3 and plen.isascii() and plen.isdigit()) \
+            or int(plen) > bits:
+        raise FastpathError("%s has an invalid prefix length: write /0 to "
+                            "/%d in digits 0-9" % (quote(text), bits))
     prefixlen = int(plen)
+    if mapped:
+        if prefixlen < 96:
+            raise FastpathError(
+                "%s is an IPv4-mapped prefix shorter than /96: write the "
+                "IPv4 network instead (::ffff:a.b.c.d/N is a.b.c.d/N-96)"
+                % quote(text))
+        family, bits = socket.AF_INET, 32
+        packed, prefixlen = packed[12:], prefixlen - 96
     if _host_bits(packed, prefixlen, bits):
         if strict:
             raise FastpathError(
-                "'%s' has host bits set: write %s/%d, or set strict: false "
-                "to normalise" % (text, _ntop(family,
-                                              _masked(packed, prefixlen,
-                                                      bits)), prefixlen))
+                "%s has host bits set: write %s/%d, or set strict: false "
+                "to normalise" % (quote(text),
+                                  _ntop(family, _masked(packed, prefixlen,
+                                                        bits)), prefixlen))
         packed = _masked(packed, prefixlen, bits)
     return family, _PREFIX.pack(prefixlen) + packed
 
@@ -97,7 +121,7 @@ def parse_lines(lines: Iterable[str], strict: bool, where: str,
             try:
                 add4(_FULL_V4 + pton(af4, line))
                 continue
-            except OSError:
+            except (OSError, ValueError):   # ValueError: a NUL, a surrogate
                 pass
         try:
             family, key = parse_entry(line, strict)
@@ -112,13 +136,10 @@ BLOCK = 1 << 22
 
 def parse_file(f: IO[str], strict: bool, where: str
                ) -> tuple[set[bytes], set[bytes]]:
-    """parse_lines for a file, read in blocks of whole lines. A block of
-    bare IPv4 addresses, one per line (a big feed), takes a fast path;
-    any other block, or one the fast path rejects, is parsed line by line,
-    which also finds the number of a bad line."""
-    v4, v6 = set(), set()
-    pton = socket.inet_pton
-    af4 = socket.AF_INET
+    """parse_lines for a text file (or the `content` of a list), read in
+    blocks of whole lines so that a million lines are never one list."""
+    v4: set[bytes] = set()
+    v6: set[bytes] = set()
     first = 1
     while True:
         block = f.read(BLOCK)
@@ -126,21 +147,85 @@ def parse_file(f: IO[str], strict: bool, where: str
             return v4, v6
         if not block.endswith("\n"):
             block += f.readline()
-        lines = block.split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        if "#" not in block and "/" not in block and ":" not in block:
-            try:
-                v4.update([_FULL_V4 + pton(af4, line)
-                           for line in lines if line])
-                first += len(lines)
-                continue
-            except OSError:
-                pass
-        b4, b6 = parse_lines(lines, strict, where, first)
-        v4 |= b4
-        v6 |= b6
-        first += len(lines)
+        first += _parse_block(block, strict, where, first, v4, v6)
+
+
+def read_path(path: str, strict: bool) -> tuple[set[bytes], set[bytes]]:
+    """The keys of the list file at `path` as (v4 set, v6 set). The file
+    is read as bytes and decoded here, so that one that is not UTF-8 text
+    (or has a NUL byte) is refused with the line and column of the first
+    bad byte rather than a UnicodeDecodeError; a line longer than a block
+    is refused too, so memory stays bounded whatever the file holds."""
+    where = "line %%d of %s" % path.replace("%", "%%")
+    v4: set[bytes] = set()
+    v6: set[bytes] = set()
+    first = 1
+    try:
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(BLOCK)
+                if not block:
+                    return v4, v6
+                if not block.endswith(b"\n"):
+                    rest = f.readline(BLOCK)
+                    if len(rest) == BLOCK and not rest.endswith(b"\n"):
+                        raise FastpathError(
+                            "line %d of %s is longer than %d bytes: give a "
+                            "text file with one address or CIDR per line."
+                            % (first + block.count(b"\n"), path, BLOCK))
+                    block += rest
+                first += _parse_block(_decoded(block, first, path), strict,
+                                      where, first, v4, v6)
+    except OSError as e:
+        raise FastpathError("Could not read %s: %s." % (path,
+                                                        e.strerror or e))
+
+
+def _decoded(block: bytes, first: int, path: str) -> str:
+    """A block of whole lines of a list file as text; `first` is the
+    number of its first line."""
+    bad = block.find(b"\0")
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = e.start if bad < 0 else min(bad, e.start)
+    if bad >= 0:
+        start = block.rfind(b"\n", 0, bad) + 1
+        raise FastpathError(
+            "line %d of %s is not text (byte 0x%02x at column %d): give a "
+            "text file with one address or CIDR per line."
+            % (first + block.count(b"\n", 0, bad), path, block[bad],
+               len(block[start:bad].decode("utf-8", "replace")) + 1))
+    if first == 1 and text.startswith("\ufeff"):
+        text = text[1:]                 # the BOM some editors write
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text
+
+
+def _parse_block(block: str, strict: bool, where: str, first: int,
+                 v4: set[bytes], v6: set[bytes]) -> int:
+    """Adds the keys of a block of whole lines to `v4` and `v6`; returns
+    its number of lines. A block of bare IPv4 addresses, one per line (a
+    big feed), takes a fast path; any other block, or one the fast path
+    rejects, is parsed line by line, which also finds the number of a bad
+    line."""
+    lines = block.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if "#" not in block and "/" not in block and ":" not in block:
+        pton = socket.inet_pton
+        af4 = socket.AF_INET
+        full = _FULL_V4
+        try:
+            v4.update([full + pton(af4, line) for line in lines if line])
+            return len(lines)
+        except (OSError, ValueError):   # ValueError: a NUL, a surrogate
+            pass
+    b4, b6 = parse_lines(lines, strict, where, first)
+    v4 |= b4
+    v6 |= b6
+    return len(lines)
 
 
 def key_text(key: bytes) -> str:
@@ -178,6 +263,7 @@ class Entries:
                          for i in range(0, len(keys), ksize)]
         self.keys = set(self.key_list)
         self.values = values
+        self.ksize = ksize
         self.vsize = vsize
 
     def __len__(self) -> int:
@@ -216,112 +302,147 @@ def entry_fields(raw: bytes) -> tuple[int, int]:
 
 
 class Plan:
-    """What one family's trie needs: keys to write, keys to delete, and
-    the old values of what they touch (to put back on a failure)."""
+    """What one trie needs to equal its Target: entries to write (new, or
+    with another value), keys to delete, and what each held before (None:
+    nothing), to put back on a failure."""
 
     def __init__(self) -> None:
-        self.write: list[bytes] = []  # keys to (re)write with our value
-        self.delete: list[bytes] = []  # keys to remove
-        # key -> raw value, for keys written or deleted
-        self.old: dict[bytes, bytes] = {}
-        self.expired = 0      # of delete: expired entries of the owner
-        self.unchanged = 0
+        self.write_keys: list[bytes] = []
+        self.write_values: list[bytes] = []
+        self.delete: list[bytes] = []
+        self.old: dict[bytes, bytes] = {}     # keys the trie holds
+        self.new_keys = 0           # of write_keys: not in the trie yet
+        self.delete_first = 0       # deletes that must make room first
+
+    def size_after(self, current: int) -> int:
+        return current + self.new_keys - len(self.delete)
+
+    def make_room(self, current: int, max_entries: int) -> None:
+        """Writes go before deletes, so that a run stopped half way has
+        removed nothing that its list still holds. Only when the trie
+        cannot hold both at once do the deletes that make room come first."""
+        peak = current + self.new_keys
+        self.delete_first = min(len(self.delete), max(0, peak - max_entries))
 
 
-def plan_family(current: Entries, desired: set[bytes], state: str, tag: int,
-                expires_ns: int, now: int) -> Plan:
-    """The changes that make one trie right for this owner.
+def plan_target(current: Entries, target: _ledger.Target, managed: set[int],
+                remove: set[bytes]) -> Plan:
+    """The changes that make a trie hold `target`.
 
-    present: every desired key exists (a live entry of another owner is
-    left as it is); exact: also, the owner's entries that are not desired
-    go; absent: the desired keys go, whoever owns them. In every state the
-    owner's expired entries go (or are renewed when desired).
-
-    Entries holding the owner's value without expiry (`permanent`, most of
-    a big list) are handled with set operations only; the others one by
-    one. A million unchanged entries cost little more than reading them.
+    Entries outside the target go when their owner's tag is `managed` (an
+    owner of the ledger) or their key is in `remove` (state absent);
+    entries that another tool wrote are left alone. The biggest group of
+    the target (most of a big list) is compared with set operations only.
     """
     plan = Plan()
-    permanent = _abi.ENTRY.pack(0, tag, 0)
-    others = current.others(permanent)
     have = current.keys
+    big = max(target.groups, key=lambda t: len(target.groups[t]),
+              default=0)
+    common = _abi.ENTRY.pack(0, big, 0)
+    others = current.others(common)
 
-    def old(key: bytes) -> bytes:
-        return others.get(key, permanent)
+    def now(key: bytes) -> bytes | None:
+        return others.get(key, common) if key in have else None
 
-    if state == "absent":
-        plan.delete = list(desired & have)
-        plan.unchanged = len(desired) - len(plan.delete)
-    else:
-        plan.write = list(desired - have)
-        plan.unchanged = len(desired) - len(plan.write)
-        for key, raw in others.items():
-            if key not in desired:
-                continue
-            have_expires, have_source = entry_fields(raw)
-            if have_expires and have_expires <= now:
-                plan.write.append(key)      # expired: absent, so renew
-            elif have_source == tag and bool(have_expires) != bool(
-                    expires_ns):
-                plan.write.append(key)      # ttl switched on or off
-            else:
-                continue
-            plan.unchanged -= 1
-        if expires_ns:
-            # Live permanent entries of the owner that are listed again
-            # with a ttl get it.
-            switched = [k for k in desired & have if k not in others]
-            plan.write.extend(switched)
-            plan.unchanged -= len(switched)
+    def write(key: bytes, value: bytes) -> None:
+        old = now(key)
+        if old == value:
+            return
+        plan.write_keys.append(key)
+        plan.write_values.append(value)
+        if old is None:
+            plan.new_keys += 1
+        else:
+            plan.old[key] = old
 
-    extra = have - desired
-    for key in extra:
-        raw = others.get(key)
-        if raw is None:                     # the owner's, permanent
-            if state == "exact":
-                plan.delete.append(key)
+    for tag, group in target.groups.items():
+        value = _abi.ENTRY.pack(0, tag, 0)
+        if tag == big:
+            missing = group - have
+            plan.write_keys.extend(missing)
+            plan.write_values.extend([value] * len(missing))
+            plan.new_keys += len(missing)
+            for key in [k for k in others if k in group]:
+                write(key, value)
+        else:
+            for key in group:
+                write(key, value)
+    for key, value in target.expiring.items():
+        write(key, value)
+    for key in have - target.permanent:
+        if key in target.expiring:
             continue
-        have_expires, have_source = entry_fields(raw)
-        if have_source != tag:
-            continue
-        if have_expires and have_expires <= now:
+        raw = others.get(key, common)
+        if key in remove or entry_fields(raw)[1] in managed:
             plan.delete.append(key)
-            plan.expired += 1
-        elif state == "exact":
-            plan.delete.append(key)
-    plan.old = dict((key, old(key)) for key in plan.delete)
-    plan.old.update((key, old(key)) for key in plan.write if key in have)
+            plan.old[key] = raw
     return plan
 
 
-def apply_plan(trie: _bpf.Map, plan: Plan, value: bytes) -> None:
-    """Delete, then write; on a failure put back what was there."""
-    deleted: list[bytes] = []
+class Done:
+    """How far an apply got: the leading write_keys written, and the keys
+    deleted (a key already gone counts as deleted)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.deleted: list[bytes] = []
+
+
+class ApplyError(OSError):
+    """An apply that stopped part way; `done` says how far it got."""
+
+    def __init__(self, cause: OSError, done: Done) -> None:
+        OSError.__init__(self, cause.errno, str(cause))
+        self.done = done
+
+
+def _delete(trie: _bpf.Map, keys: list[bytes], done: Done) -> None:
     try:
-        if plan.delete:
-            trie.delete_batch(b"".join(plan.delete))
-            deleted = plan.delete
-        if plan.write:
-            trie.update_batch(b"".join(plan.write), value * len(plan.write))
-    except OSError:
-        _restore(trie, plan, deleted)
+        trie.delete_batch(b"".join(keys))
+    except OSError as e:
+        done.deleted.extend(keys[:getattr(e, "done", 0)])
         raise
+    done.deleted.extend(keys)
 
 
-def undo_plan(trie: _bpf.Map, plan: Plan) -> None:
-    """Put back what a fully applied plan changed."""
-    _restore(trie, plan, plan.delete)
+def apply_plan(trie: _bpf.Map, plan: Plan) -> Done:
+    """Delete what must make room, write, then delete the rest. Raises
+    ApplyError, which says exactly what was done, for undo()."""
+    done = Done()
+    try:
+        _delete(trie, plan.delete[:plan.delete_first], done)
+        if plan.write_keys:
+            try:
+                trie.update_batch(b"".join(plan.write_keys),
+                                  b"".join(plan.write_values))
+            except OSError as e:
+                done.written = getattr(e, "done", 0)
+                raise
+            done.written = len(plan.write_keys)
+        _delete(trie, plan.delete[plan.delete_first:], done)
+    except OSError as e:
+        raise ApplyError(e, done)
+    return done
 
 
-def _restore(trie: _bpf.Map, plan: Plan, deleted: list[bytes]) -> None:
-    for key in plan.write:
-        raw = plan.old.get(key)
-        if raw is None:
-            trie.delete(key)
-        else:
-            trie.update(key, raw)
-    for key in deleted:
-        trie.update(key, plan.old[key])
+def undo(trie: _bpf.Map, plan: Plan, done: Done) -> list[str]:
+    """Put back what `done` changed; the failures, one line each."""
+    failed = []
+    for key in plan.write_keys[:done.written]:
+        old = plan.old.get(key)
+        try:
+            if old is None:
+                trie.delete(key)
+            else:
+                trie.update(key, old)
+        except OSError as e:
+            failed.append("%s in %s (%s)" % (key_text(key), trie.name, e))
+    for key in done.deleted:
+        try:
+            trie.update(key, plan.old[key])
+        except OSError as e:
+            failed.append("%s in %s (%s)" % (key_text(key), trie.name, e))
+    return failed
 
 
 def open_pair(pin_dir: str, list_name: str) -> list[_bpf.Map]:

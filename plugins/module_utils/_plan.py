@@ -21,8 +21,19 @@ from ._errors import FastpathError
 if TYPE_CHECKING:
     from . import _current
 
-NONE, INSTALL, VERIFY, REPLACE, MODE_CHANGE = (
-    "none", "install", "verify", "replace", "mode_change")
+NONE, INSTALL, VERIFY, REPLACE, MODE_CHANGE, RELINK = (
+    "none", "install", "verify", "replace", "mode_change", "relink")
+
+LINK, NETLINK = "link", "netlink"
+
+# How REPLACE (and VERIFY, RELINK) swaps the program in place for another:
+# LINK_UPDATE: the link's program, in one step (BPF_LINK_UPDATE, checked);
+# NETLINK_REPLACE: `ip -force`, in one step (kernels without links);
+# MOVE: a netlink attachment for a link: detach, then link at once (the
+#   kernel refuses a link while a netlink program is attached);
+# DETACH_FIRST: another tool's link: detach it, then attach ours.
+LINK_UPDATE, NETLINK_REPLACE, MOVE, DETACH_FIRST = (
+    "link_update", "netlink_replace", "move", "detach_first")
 
 KNOWN_FLAGS = (_abi.FP_BLOCK_ALL_PORTS | _abi.FP_STEALTH_OFF
                | _abi.FP_MALFORMED_PASS | _abi.FP_SHADOW)
@@ -65,13 +76,19 @@ class Plan:
     """The steps for state=present, decided before any change."""
 
     def __init__(self) -> None:
-        self.action = NONE        # NONE, INSTALL, VERIFY, REPLACE, MODE_CHANGE
+        # NONE, INSTALL, VERIFY, REPLACE, MODE_CHANGE or RELINK (the same
+        # program, moved from a netlink attachment to a link).
+        self.action = NONE
+        self.method = NETLINK     # LINK where the kernel has XDP links
+        self.swap: str | None = None  # how REPLACE, VERIFY, RELINK swap
+        self.relink = False       # a netlink attachment becomes a link
         self.object_maps: list[str] = []  # maps the object declares
         self.target_mode: str | None = None  # native, generic or auto
         self.mode_reason: str | None = None
         self.adopt: dict[str, int] = {}
-        self.keep_program = False  # MODE_CHANGE of the loaded program
+        self.keep_program = False  # MODE_CHANGE, RELINK: no new program
         self.repin_prog = False
+        self.repin_link = False   # pin the link in place as ours
         self.ports_add: list[int] = []
         self.ports_clear: list[int] = []
         self.flags = 0
@@ -81,7 +98,8 @@ class Plan:
     @property
     def maps_changed(self) -> bool:
         """Something changes besides the program itself."""
-        return (bool(self.adopt) or self.repin_prog or self.write_flags
+        return (bool(self.adopt) or self.repin_prog or self.repin_link
+                or self.write_flags
                 or bool(self.ports_add or self.ports_clear)
                 or self.make_pin_dir)
 
@@ -95,12 +113,20 @@ class Plan:
         return self.action != NONE or self.maps_changed
 
 
-def foreign_error(ifname: str, prog: dict, program: str) -> FastpathError:
+def foreign_error(ifname: str, prog: dict, program: str,
+                  method: str | None = None) -> FastpathError:
     return FastpathError(
-        "%s has the XDP program %s (id %s, %s mode) attached, which is not "
-        "vos.fastpath's %s: detach it, or set force: true to replace it."
+        "%s has the XDP program %s (id %s, %s mode%s) attached, which is "
+        "not vos.fastpath's %s: detach it, or set force: true to replace it."
         % (ifname, prog["name"] or "(no name)", prog["id"], prog["mode"],
-           program))
+           ", through a BPF link" if method == LINK else "", program))
+
+
+def swap_for(cur: _current.Current, method: str) -> str:
+    """How the program in place gives way to ours in the same mode."""
+    if cur.method == LINK:
+        return LINK_UPDATE if cur.ours else DETACH_FIRST
+    return MOVE if method == LINK else NETLINK_REPLACE
 
 
 def plan_present(cur: _current.Current, ifname: str, mode: str,
@@ -115,7 +141,9 @@ def plan_present(cur: _current.Current, ifname: str, mode: str,
     plan.object_maps = sorted(object_maps)
     prog = cur.prog
     if prog and not cur.ours and not force:
-        raise foreign_error(ifname, prog, program)
+        raise foreign_error(ifname, prog, program, cur.method)
+    plan.method = LINK if cur.links_supported else NETLINK
+    plan.relink = cur.method == NETLINK and plan.method == LINK
     plan.make_pin_dir = not cur.pin_dir_exists
     plan.adopt = dict(cur.adopt)
 
@@ -147,8 +175,17 @@ def plan_present(cur: _current.Current, ifname: str, mode: str,
         if mode == "auto":
             plan.mode_reason = ("auto: the program is already attached in "
                                 "%s mode" % in_use)
+        if plan.action == NONE and plan.relink:
+            plan.action = RELINK
+            plan.keep_program = True
     else:
         plan.action = REPLACE
+    if plan.action in (VERIFY, REPLACE, RELINK):
+        plan.swap = swap_for(cur, plan.method)
+    # A link that stays in place and is not behind our pin yet. (A new
+    # link's pin replaces whatever our link pin held.)
+    plan.repin_link = (plan.action == NONE or plan.swap == LINK_UPDATE) \
+        and cur.ours and cur.method == LINK and not cur.link_pinned
 
     plan.flags = settings_to_flags(settings, cur.flags or 0)
     will_exist = set(object_maps) | set(cur.pins) | set(cur.adopt)
@@ -163,8 +200,11 @@ def plan_present(cur: _current.Current, ifname: str, mode: str,
 
 class AbsentPlan:
     def __init__(self) -> None:
-        self.detach: dict | None = None  # {id, name, tag, mode} to detach
+        # {id, name, tag, mode, attach_method} to detach
+        self.detach: dict | None = None
+        self.detach_link_id: int | None = None  # its link, if any
         self.remove_prog_pin = False
+        self.remove_link_pin = False
         self.remove_maps: dict[str, int] = {}  # {name: id} pins to remove
         self.maps_in_use_by: list[str] = []  # interfaces keeping the maps
         self.remove_pin_dir = False
@@ -172,7 +212,8 @@ class AbsentPlan:
 
     @property
     def changed(self) -> bool:
-        return bool(self.detach or self.remove_prog_pin or self.remove_maps)
+        return bool(self.detach or self.remove_prog_pin
+                    or self.remove_link_pin or self.remove_maps)
 
 
 def plan_absent(cur: _current.Current, ifname: str, pin_dir: str,
@@ -184,7 +225,9 @@ def plan_absent(cur: _current.Current, ifname: str, pin_dir: str,
     plan = AbsentPlan()
     prog = cur.prog
     if prog and (cur.ours or force):
-        plan.detach = dict(prog)
+        plan.detach = cur.summary()
+        if cur.link:
+            plan.detach_link_id = cur.link["id"]
     elif prog:
         plan.warnings.append(
             "%s has the XDP program %s (id %s) attached, which is not "
@@ -193,6 +236,11 @@ def plan_absent(cur: _current.Current, ifname: str, pin_dir: str,
     prog_pin = _abi.prog_pin_name(ifname)
     plan.remove_prog_pin = cur.prog_pin_id is not None or \
         prog_pin in pin_dir_entries
+    # Unless it is what keeps a program that stays attached.
+    link_pin = _abi.link_pin_name(ifname)
+    plan.remove_link_pin = (cur.link_pin is not None
+                            or link_pin in pin_dir_entries) and \
+        (plan.detach is not None or not cur.link_pinned)
     if keep_maps or not cur.pins:
         return plan
     in_use = set()
@@ -209,5 +257,7 @@ def plan_absent(cur: _current.Current, ifname: str, pin_dir: str,
     left = set(pin_dir_entries) - set(plan.remove_maps)
     if plan.remove_prog_pin:
         left.discard(prog_pin)
+    if plan.remove_link_pin:
+        left.discard(link_pin)
     plan.remove_pin_dir = not left
     return plan

@@ -19,9 +19,10 @@ description:
     each with a sentence that says what to do about it.
   - Checks kernel BTF, that the C(bpf) system call works (by creating and
     closing a one-entry map), the BPF JIT, bpffs on C(/sys/fs/bpf), the tools
-    (bpftool, ip, and on build hosts clang and the libbpf headers) and, per
-    interface, the driver, whether native XDP is expected to work on it and
-    which XDP program is attached now.
+    (bpftool, ip, and on build hosts clang and the libbpf headers), whether
+    the kernel attaches XDP programs through BPF links and, per interface,
+    the driver, whether native XDP is expected to work on it, which XDP
+    program is attached now and how (a BPF link or netlink).
   - Changes nothing on the host.
 author:
   - vos-fastpath contributors (@vos-fastpath)
@@ -71,9 +72,10 @@ EXAMPLES = r"""
     build_host: true
   register: facts
 
-- name: Show what is attached to eth0
+- name: Show what is attached to eth0, and whether a BPF link holds it
   ansible.builtin.debug:
-    var: ansible_facts.vos_fastpath.interfaces.eth0.xdp
+    msg: "{{ ansible_facts.vos_fastpath.interfaces.eth0.xdp }} through
+      {{ ansible_facts.vos_fastpath.interfaces.eth0.attach_method }}"
 """
 
 RETURN = r"""
@@ -123,15 +125,27 @@ ansible_facts:
         bpffs_mounted:
           description: Whether bpffs is mounted on C(/sys/fs/bpf).
           type: bool
+        xdp_link_support:
+          description:
+            - Whether the kernel attaches XDP programs through BPF links
+              (Linux 5.9 and later), which V(vos.fastpath.xdp_attach) then
+              uses; before it, through netlink.
+          type: bool
+          sample: true
         tools:
           description: Path and version of clang, bpftool, ip and the libbpf
             headers (null when missing).
           type: dict
           sample: {bpftool: {path: /usr/sbin/bpftool, version: 7.1.0}}
         interfaces:
-          description: Per interface (loopback excluded) its driver, whether
-            native XDP is expected to work, its MTU and the XDP program
-            attached now (id, name, tag, mode) or null.
+          description:
+            - Per interface (loopback excluded) its driver, whether native
+              XDP is expected to work, its MTU and the XDP program attached
+              now (id, name, tag, mode) or null.
+            - C(attach_method) is V(link) when a BPF link attaches the
+              program (C(xdp_link_id) is its id; C(ip link set dev X xdp
+              off) cannot remove it), V(netlink) when it is attached
+              without one, null when there is no program.
           type: dict
           sample:
             eth0:
@@ -140,6 +154,8 @@ ansible_facts:
               mtu: 1500
               xdp: {id: 42, name: sip_xdp_prog, tag: 0729d17d290e5598,
                     mode: native}
+              attach_method: link
+              xdp_link_id: 7
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -17,13 +17,24 @@ description:
   - Adds, removes or reconciles addresses and CIDRs in the program's
     pinned LPM tries; IPv4 and IPv6 entries go to the right map of the
     pair (C(block_v4)/C(block_v6) or C(allow_v4)/C(allow_v6)).
-  - Entries carry an owner (O(source)); O(state=exact) makes the owner's
-    entries equal to the list and leaves other owners' entries alone.
-  - Expired entries of the owner are removed at every run.
+  - Entries have owners (O(source)). Several owners may list the same
+    entry, which stays while any of them lists it, and each owner's O(ttl)
+    counts for that owner only (the entry expires with the last claim).
+    O(state=exact) makes the owner's entries equal to the list and never
+    removes what another owner still lists.
+  - Every owner's entries are kept in the list's saved file under
+    O(state_dir) (or O(save_to)), written and synced to disk before the
+    maps change; each run then makes the maps match that file, so a run
+    that was stopped half way (even by C(kill -9)) is repaired by the next
+    one, and the boot service of the P(vos.fastpath.fastpath#role) role
+    restores the lists from it.
+  - One run at a time changes a list; a second one waits for the first,
+    up to O(lock_timeout).
+  - Expired entries are removed at every run.
   - Reads and writes go straight to the C(bpf) system call in batches;
     a million entries take seconds.
   - Invalid input fails with the line or entry at fault and changes
-    nothing; a failed write puts back what was there.
+    nothing; a failed write puts back exactly what was there.
 author:
   - vos-fastpath contributors (@vos-fastpath)
 options:
@@ -64,15 +75,20 @@ options:
     default: present
   ttl:
     description:
-      - Lifetime of added entries in seconds; V(0) means permanent. The
-        program ignores an entry as soon as it expires; the next run
+      - Lifetime of this owner's added entries, in seconds or with a unit
+        (V(90s), V(15m), V(1h), V(7d), V(2w), or combined as V(1h30m));
+        V(0) means permanent, and at most 10 years. The program ignores an
+        entry as soon as its last owner's claim expires; the next run
         removes it.
-      - An entry that exists and is live keeps its expiry.
-    type: int
+      - An entry the owner already lists keeps its expiry, unless the run
+        switches it between permanent and expiring.
+    type: raw
     default: 0
   source:
     description:
-      - The owner of the entries, stored as its CRC-32 in each entry.
+      - The owner of the entries (1 to 64 printable characters). The maps
+        store its CRC-32 in each entry; the saved file keeps every owner's
+        claims.
     type: str
     default: default
   protect:
@@ -82,6 +98,24 @@ options:
     type: list
     elements: str
     default: []
+  min_prefix_v4:
+    description:
+      - The widest IPv4 prefix accepted for blocking or trusting. A wider
+        one (for example V(0.0.0.0/0)) fails the task; set this lower to
+        allow it on purpose. Removing (V(absent)) is always allowed.
+    type: int
+    default: 8
+  min_prefix_v6:
+    description:
+      - The widest IPv6 prefix accepted, as O(min_prefix_v4) for IPv4.
+    type: int
+    default: 32
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that is changing the same list;
+        then the task fails naming that run.
+    type: int
+    default: 60
   strict:
     description:
       - A CIDR with host bits set is an error; with V(false) it is
@@ -90,34 +124,31 @@ options:
     default: true
   save_to:
     description:
-      - Keep the whole list (every owner, both families) in this file on
-        the target, rewritten whenever the list changes or the file
-        differs from the maps. The boot service of the
-        P(vos.fastpath.fastpath#role) role restores the lists from it after
-        a reboot.
+      - Keep the list's saved file here instead of under O(state_dir).
       - Writing the file counts as a change.
     type: path
   save:
     description:
-      - Keep the list as O(save_to) does, in the file of this list under
-        O(state_dir) (C(lists/blocklist.list) or C(lists/allowlist.list)),
-        where the boot service of the P(vos.fastpath.fastpath#role) role
-        looks for it.
+      - No effect; every list is kept under O(state_dir) (or O(save_to)).
+        Deprecated, to be removed in 0.2.0.
     type: bool
-    default: false
   state_dir:
     description:
       - The state directory of the P(vos.fastpath.fastpath#role) role
-        (C(fastpath_state_dir)), used by O(save) and O(restore).
+        (C(fastpath_state_dir)); the list is kept in
+        C(lists/blocklist.list) or C(lists/allowlist.list) there. It must
+        belong to root and be writable only by it (it is created so).
+      - One state directory serves one O(pin_dir).
     type: path
     default: /var/lib/vos-fastpath
   restore:
     description:
-      - Before anything else, put the saved list (O(save) or O(save_to))
-        back into the maps when both of them are empty, as after a
-        teardown or a lost pin directory. Maps that hold entries are left
-        as they are.
-      - Restoring counts as a change; RV(restored) says how many entries.
+      - Report RV(restored) (entries written into empty maps, as after a
+        teardown or a lost pin directory) and RV(expired_while_down).
+      - When the saved file is damaged, move it aside (as
+        C(<file>.damaged-<time>)) with a warning and save the list the
+        maps hold in its place, instead of failing. The role's deploy does
+        this.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -162,17 +193,15 @@ EXAMPLES = r"""
     state: exact
     source: feed
 
-- name: Trust the monitoring hosts, keeping the list for the boot service
+- name: Trust the monitoring hosts
   vos.fastpath.bpf_map_entry:
     map: allowlist
     entries: [192.0.2.20, 192.0.2.21]
     source: monitoring
-    save: true
 
 - name: Put the saved blocklist back into new, empty maps
   vos.fastpath.bpf_map_entry:
     map: blocklist
-    save: true
     restore: true
 """
 
@@ -188,7 +217,7 @@ removed:
   type: int
   sample: 10000
 expired_removed:
-  description: Of RV(removed), the owner's expired entries.
+  description: The owner's claims dropped because they had expired.
   returned: success
   type: int
   sample: 3
@@ -203,13 +232,31 @@ total:
   type: int
   sample: 1000000
 saved:
-  description: Whether the saved list (O(save) or O(save_to)) was (or, in
-    check mode, would be) written.
+  description: Whether the saved list was (or, in check mode, would be)
+    written.
   returned: success
   type: bool
   sample: true
+owners:
+  description: Per owner, the claims this run added, removed, and dropped
+    because they had expired.
+  returned: success
+  type: dict
+  sample: {"feedA": {"added": 3, "removed": 1, "expired": 0}}
+recovered:
+  description: The previous run on this list had stopped between saving
+    the list and changing the maps; this run made them match.
+  returned: success
+  type: bool
+  sample: false
+set_aside:
+  description: With O(restore), where a damaged saved file was moved.
+  returned: when the saved file was damaged
+  type: str
+  sample: /var/lib/vos-fastpath/lists/blocklist.list.damaged-20261201T120000
 restored:
-  description: With O(restore), the entries put back from the saved list.
+  description: With O(restore), the entries written into maps that were
+    empty.
   returned: when restore is true
   type: int
   sample: 20000
@@ -222,11 +269,13 @@ expired_while_down:
 """
 
 import io
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _defaults, _lists, _snapshot)
+    _abi, _defaults, _files, _input, _ledger, _lists, _lock, _pins,
+    _snapshot)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 
@@ -243,15 +292,18 @@ def build_module():
             content=dict(type="dict", default={}),
             state=dict(type="str", default="present",
                        choices=["present", "absent", "exact"]),
-            ttl=dict(type="int", default=0),
+            ttl=dict(type="raw", default=0),
             source=dict(type="str", default="default"),
             protect=dict(type="list", elements="str", default=[]),
             strict=dict(type="bool", default=True),
+            min_prefix_v4=dict(type="int", default=_input.MIN_PREFIX_V4),
+            min_prefix_v6=dict(type="int", default=_input.MIN_PREFIX_V6),
             pin_dir=dict(type="path", default=_abi.DEFAULT_PIN_DIR),
-            save=dict(type="bool", default=False),
+            save=dict(type="bool"),
             state_dir=dict(type="path", default=_defaults.STATE_DIR),
             save_to=dict(type="path"),
             restore=dict(type="bool", default=False),
+            lock_timeout=dict(type="int", default=_lock.DEFAULT_TIMEOUT),
         ),
         mutually_exclusive=[("save", "save_to")],
         supports_check_mode=True,
@@ -259,12 +311,10 @@ def build_module():
 
 
 def saved_path(params):
-    """The file the list is kept in, or None."""
+    """The file the list is kept in."""
     if params["save_to"]:
         return params["save_to"]
-    if params["save"]:
-        return _defaults.saved_list(params["state_dir"], params["map"])
-    return None
+    return _defaults.saved_list(params["state_dir"], params["map"])
 
 
 def read_input(params):
@@ -272,14 +322,7 @@ def read_input(params):
     v4, v6 = _lists.parse_lines(params["entries"], params["strict"],
                                 "entry %d")
     for path in params["src"]:
-        try:
-            # Read in blocks: a million lines are never held as a list.
-            with open(path) as f:
-                f4, f6 = _lists.parse_file(
-                    f, params["strict"], "line %%d of %s" % path)
-        except (IOError, OSError) as e:
-            raise FastpathError("Could not read %s: %s"
-                                % (path, e.strerror))
+        f4, f6 = _lists.read_path(path, params["strict"])
         v4 |= f4
         v6 |= f6
     for name, text in sorted(params["content"].items()):
@@ -292,6 +335,20 @@ def read_input(params):
         v4 |= f4
         v6 |= f6
     return v4, v6
+
+
+def check_input(desired, params):
+    """Refuse entries that would block (or trust) too much."""
+    if params["state"] == "absent":
+        return
+    if params["map"] == "blocklist":
+        check_protected(desired, params["protect"], params["strict"])
+    for keys, option in ((desired[0], "min_prefix_v4"),
+                         (desired[1], "min_prefix_v6")):
+        short = _input.short_prefixes(keys, params[option])
+        if short:
+            raise FastpathError(_input.short_prefix_error(
+                short[0], len(short), params[option], option))
 
 
 def check_protected(desired, protect, strict):
@@ -313,15 +370,6 @@ def diff_text(keys, limit=DIFF_LIMIT):
         "... and %d more\n" % more if more else "")
 
 
-def open_tries(params):
-    try:
-        return _lists.open_pair(params["pin_dir"], params["map"])
-    except OSError as e:
-        raise FastpathError("Could not open the %s maps under %s (%s): run "
-                            "as root, and check that bpffs is mounted."
-                            % (params["map"], params["pin_dir"], e))
-
-
 def kernel_read(what, read):
     """read(), with a failed bpf() call as one sentence."""
     try:
@@ -332,124 +380,171 @@ def kernel_read(what, read):
                             % (what, e))
 
 
-def restore(module, tries, path, result):
-    """Put the saved list back into maps that are empty (new maps after a
-    teardown or a lost pin directory)."""
+def load_ledger(module, path, current, result):
+    """The saved ledger; a list saved nowhere yet starts from what the
+    maps hold. With restore, a damaged file is set aside (and the maps'
+    entries saved anew) instead of failing the run."""
+    p = module.params
     try:
-        report = _snapshot.restore_list(tries, path,
-                                        write=not module.check_mode)
-    except OSError as e:
-        raise FastpathError("Could not restore %s into the %s maps (%s): "
-                            "run as root, and check that the program's maps "
-                            "are still pinned."
-                            % (path, module.params["map"], e))
-    result.update(restored=report["restored"] if report else 0,
-                  expired_while_down=report["expired"] if report else 0)
-    if result["restored"]:
-        result["changed"] = True
+        ledger = _snapshot.load(path, p["map"], p["pin_dir"])
+    except _snapshot.Damaged as e:
+        if not p["restore"]:
+            raise FastpathError(
+                "%s Nothing was changed: run deploy.yml (or this module with "
+                "restore: true), which sets it aside and saves the list the "
+                "maps hold, or put back a good copy." % e.msg)
+        aside = path if module.check_mode else _snapshot.set_aside(path)
+        module.warn("%s It was moved to %s, and the list the maps hold "
+                    "now is saved in its place." % (e.msg, aside))
+        result["set_aside"] = aside
+        ledger = None
+    if ledger is not None:
+        return ledger, False
+    ledger = _ledger.Ledger()
+    for family, entries in enumerate(current):
+        ledger.add_rows(family, b"".join(entries.key_list), entries.values,
+                        entries.ksize)
+    return ledger, True
 
 
-def apply(tries, plans, value):
-    """Write every plan; on a failure put back what this run changed."""
-    done = []
-    for trie, plan in zip(tries, plans):
+def owner_report(names, counts, expired):
+    """{owner: {added, removed, expired}} of every owner this run changed;
+    names maps tags to owners, those that held claims before included."""
+    report = {}
+    for tag in set(counts) | set(expired):
+        name = names.get(tag, "%08x" % tag)
+        added, removed = counts.get(tag, (0, 0))
+        report[name] = dict(added=added, removed=removed,
+                            expired=expired.get(tag, 0))
+    return report
+
+
+def apply(tries, plans):
+    """Write every plan; on a failure put back exactly what this run did.
+    Returns the failures of that undo (empty: all was put back)."""
+    for index, (trie, plan) in enumerate(zip(tries, plans)):
         try:
-            _lists.apply_plan(trie, plan, value)
-        except OSError as e:
-            undo_failed = []
-            for undo in done:
-                try:
-                    _lists.undo_plan(*undo)
-                except OSError as undo_error:
-                    undo_failed.append("%s (%s)" % (undo[0].name, undo_error))
-            if undo_failed:
-                raise FastpathError(
-                    "Writing %s failed (%s), and putting back what this run "
-                    "had changed failed too for %s: run the same task again "
-                    "to converge." % (trie.name, e, ", ".join(undo_failed)),
-                    undo_failed=undo_failed)
-            raise FastpathError("Writing %s failed (%s); everything this run "
-                                "had changed was put back." % (trie.name, e))
-        done.append((trie, plan))
-
-
-def save(module, tries, tries_raw, path, result):
-    """Keep the list in path when the maps hold other entries than the
-    file; tries_raw is what the maps hold now."""
-    if not _snapshot.differs(path, tries_raw):
-        return
-    result.update(saved=True, changed=True)
-    if module.check_mode:
-        return
-    try:
-        _snapshot.save(path, module.params["map"], tries, tries_raw)
-    except (IOError, OSError) as e:
-        raise FastpathError(
-            "The list was applied, but saving it to %s failed (%s): fix the "
-            "path, or a reboot will restore an older list." % (path, e))
+            _lists.apply_plan(trie, plan)
+        except _lists.ApplyError as e:
+            failed = _lists.undo(trie, plan, e.done)
+            for earlier, done_plan in zip(tries[:index], plans[:index]):
+                done = _lists.Done()
+                done.written = len(done_plan.write_keys)
+                done.deleted = done_plan.delete
+                failed += _lists.undo(earlier, done_plan, done)
+            return "%s (%s)" % (trie.name, e.strerror or e), failed
+    return None, []
 
 
 def change(module, tries, result):
     p = module.params
     path = saved_path(p)
-    if p["restore"] and not path:
-        raise FastpathError("restore needs the saved list: set save: true "
-                            "(or save_to).")
-    if p["restore"]:
-        restore(module, tries, path, result)
     reader = _lists.Reader(tries)
     reader.start()
     try:
         desired = read_input(p)
-        if p["map"] == "blocklist" and p["state"] != "absent":
-            check_protected(desired, p["protect"], p["strict"])
+        check_input(desired, p)
     except FastpathError as e:
         reader.join()
         raise FastpathError("%s. Nothing was changed." % e.msg.rstrip("."))
     current = kernel_read("the %s maps" % p["map"], reader.result)
+    interrupted = os.path.exists(path + ".applying")
+    ledger, fresh = load_ledger(module, path, current, result)
+    old_names = dict(ledger.names)
 
     now = _lists.boot_ns()
     tag = _lists.source_tag(p["source"])
-    expires = now + p["ttl"] * 10**9 if p["ttl"] else 0
-    plans = [_lists.plan_family(current[i], desired[i], p["state"], tag,
-                                expires, now) for i in (0, 1)]
-
-    sizes = [len(have) - len(plan.delete) + len(plan.write)
-             - sum(1 for k in plan.write if k in plan.old)
-             for plan, have in zip(plans, current)]
-    for trie, size in zip(tries, sizes):
+    ttl = _input.parse_ttl(p["ttl"])
+    expires = now + ttl * 10**9 if ttl else 0
+    managed = ledger.tags() | {tag}
+    expired = ledger.drop_expired(now)
+    counts, unchanged = _ledger.change(ledger, tag, list(desired),
+                                       p["state"], expires)
+    if tag in ledger.tags():
+        ledger.names[tag] = p["source"]
+    remove = desired if p["state"] == "absent" else (set(), set())
+    plans = [_lists.plan_target(current[i], ledger.target(i), managed,
+                                remove[i]) for i in (0, 1)]
+    for trie, plan, have in zip(tries, plans, current):
+        size = plan.size_after(len(have))
         if size > trie.max_entries:
             raise FastpathError(
                 "%s would hold %d entries, more than its %d: shorten the "
                 "list or aggregate it into wider prefixes. Nothing was "
                 "changed." % (trie.name, size, trie.max_entries))
+        plan.make_room(len(have), trie.max_entries)
 
-    added = [k for plan in plans for k in plan.write]
+    added = [k for plan in plans for k in plan.write_keys]
     removed = [k for plan in plans for k in plan.delete]
+    dirty = bool(fresh or counts or expired or ledger.names != old_names
+                 or interrupted)
     result.update(
-        changed=bool(added or removed) or result["changed"],
+        changed=bool(added or removed or dirty),
         added=len(added), removed=len(removed),
-        expired_removed=sum(plan.expired for plan in plans),
-        unchanged=sum(plan.unchanged for plan in plans),
-        total=sum(sizes))
+        expired_removed=expired.get(tag, 0),
+        unchanged=unchanged,
+        total=sum(plan.size_after(len(have))
+                  for plan, have in zip(plans, current)),
+        owners=owner_report({**old_names, **ledger.names}, counts,
+                            expired),
+        saved=dirty, recovered=interrupted)
+    if p["restore"]:
+        result["restored"] = sum(len(plan.write_keys)
+                                 for plan, have in zip(plans, current)
+                                 if not len(have))
+        result["expired_while_down"] = sum(expired.values()) if not any(
+            len(have) for have in current) else 0
+    if interrupted:
+        module.warn("The previous change of the %s was interrupted; this "
+                    "run made the maps match the saved list again."
+                    % p["map"])
     if module._diff:
+        owners = "".join("%s: +%d -%d\n" % (name, c["added"], c["removed"])
+                         for name, c in sorted(result["owners"].items()))
         result["diff"] = dict(
             before="removed: %d\n%s" % (len(removed), diff_text(removed)),
-            after="added: %d\n%s" % (len(added), diff_text(added)),
+            after="added: %d\n%s%s" % (len(added), diff_text(added), owners),
             before_header="%s (%s)" % (p["map"], p["source"]),
             after_header="%s (%s)" % (p["map"], p["source"]))
+    if module.check_mode or not result["changed"]:
+        return
+    commit(module, tries, plans, ledger, path, dirty)
 
-    wrote = bool(added or removed)
-    if wrote and not module.check_mode:
-        apply(tries, plans, _abi.ENTRY.pack(expires, tag, 0))
-    if path and result["changed"] and module.check_mode:
-        result["saved"] = True      # the maps would change, so would it
-    elif path:
-        tries_raw = reader.raw
-        if wrote:
-            tries_raw = kernel_read("the %s maps" % p["map"], lambda: [
-                t.lookup_batch(chunk=65536) for t in tries])
-        save(module, tries, tries_raw, path, result)
+
+def commit(module, tries, plans, ledger, path, dirty):
+    """Save the ledger, then make the maps match it. A marker next to the
+    file tells the next run when this one stopped in between."""
+    p = module.params
+    marker = path + ".applying"
+    old_file = _snapshot.read_bytes(path)
+    if not p["save_to"]:
+        _pins.make_private_dir(p["state_dir"], _pins.STATE_DIR)
+    _pins.make_private_dir(os.path.dirname(path), _pins.STATE_DIR)
+    try:
+        _files.write_atomically(marker, b"")
+        if dirty:
+            _snapshot.save(path, _snapshot.render(p["map"], p["pin_dir"],
+                                                  ledger))
+    except (IOError, OSError) as e:
+        raise FastpathError("Saving the %s to %s failed (%s): nothing was "
+                            "changed; fix the path or free space."
+                            % (p["map"], path, e.strerror or e))
+    failure, undo_failed = apply(tries, plans)
+    if failure and undo_failed:
+        raise FastpathError(
+            "Writing %s failed, and %d changes could not be put back (first: "
+            "%s): run the same task again; it makes the maps match the saved "
+            "list." % (failure, len(undo_failed), undo_failed[0]),
+            undo_failed=undo_failed[:DIFF_LIMIT])
+    if failure:
+        if old_file is None:
+            _files.remove(path)
+        else:
+            _snapshot.save(path, old_file)
+    _files.remove(marker)
+    if failure:
+        raise FastpathError("Writing %s failed; the maps and the saved list "
+                            "are as they were before this run." % failure)
 
 
 def main():
@@ -457,15 +552,22 @@ def main():
     p = module.params
     result = dict(changed=False, saved=False)
     try:
-        if p["ttl"] < 0:
-            raise FastpathError("ttl must be 0 (permanent) or a number of "
-                                "seconds, not %d." % p["ttl"])
-        tries = open_tries(p)
-        try:
-            change(module, tries, result)
-        finally:
-            for trie in tries:
-                trie.close()
+        _input.check_owner(p["source"])
+        _input.parse_ttl(p["ttl"])
+        if p["save"] is not None:
+            module.deprecate("save has no effect: every list is kept under "
+                             "state_dir (or save_to); remove it.",
+                             version="0.2.0", collection_name="vos.fastpath")
+        key = _lock.list_key(p["pin_dir"], p["map"])
+        with _lock.hold(key, p["lock_timeout"], "%s %s of the %s by owner "
+                        "%s" % (module._name, p["state"], p["map"],
+                                p["source"])):
+            tries = _pins.open_list_maps(p["pin_dir"], p["map"])
+            try:
+                change(module, tries, result)
+            finally:
+                for trie in tries:
+                    trie.close()
     except FastpathError as e:
         module.fail_json(**dict(result, **e.fail_args()))
     module.exit_json(**result)

@@ -21,10 +21,20 @@ description:
     reused, so block and allow lists, settings and counters survive a new
     version of the program; a pinned map with another layout makes the
     task fail, naming the map, before anything changes.
+  - The program is attached through a BPF link where the kernel has them
+    (Linux 5.9 and later), pinned as C(link_<interface>) under O(pin_dir).
+    Only that pin can remove it, so a stray C(ip link set dev X xdp off)
+    or another loader's attach fails instead of removing it. On older
+    kernels it is attached through netlink. RV(attach_method) says which.
   - The same program already attached in the requested mode is left alone
     (no reload). Another version of it is replaced atomically, without a
-    moment where the interface has no program. Changing the mode needs a
+    moment where the interface has no program (the link's program is
+    swapped, checked to still be the one read). Changing the mode needs a
     detach first; the result says so in RV(detached_for_mode_change).
+  - A program attached through netlink (by an earlier version of this
+    collection) is moved to a link; the kernel cannot do that without a
+    detach, so for a few milliseconds the interface has no program
+    (RV(moved_to_link), and a warning).
   - An XDP program that is not vos.fastpath's makes the task fail, naming
     it, unless O(force) is set.
   - Writes the SIP ports and the settings of the program into its maps,
@@ -123,6 +133,15 @@ options:
         runs a program that uses them.
     type: bool
     default: true
+  lock_timeout:
+    description:
+      - Seconds to wait while another run (a task, the boot service)
+        changes the same interface. When it does not finish in time the
+        task fails, naming it; V(0) fails at once.
+      - Check mode waits too, so that it never reports a state another run
+        is half-way through changing.
+    type: int
+    default: 60
 attributes:
   check_mode:
     description: Can run in check mode and report what would change.
@@ -143,9 +162,14 @@ attributes:
 notes:
   - Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN), bpffs
     mounted, and the C(ip) (iproute2) and C(bpftool) commands.
-  - Pins under O(pin_dir) are one per map, by the map's name, and one per
-    interface for its program, C(prog_<interface>); a dot in the interface
-    name becomes a colon there, since bpffs refuses dots in names.
+  - Pins under O(pin_dir) are one per map, by the map's name, and per
+    interface one for its program, C(prog_<interface>), and one for its BPF
+    link, C(link_<interface>); a dot in the interface name becomes a colon
+    there, since bpffs refuses dots in names. Removing the link pin
+    detaches the program.
+  - One run at a time changes an interface. Each task holds a lock per
+    interface (under C(/run/vos-fastpath/locks)) from the read of the
+    interface to the last change.
   - The program tag of each object loaded is remembered, per object
     checksum, kernel and bpftool, in C(/run/vos-fastpath/object-tags.json),
     so that a run where nothing changed loads nothing. Without it the object
@@ -194,7 +218,9 @@ action:
   description:
     - What was (or in check mode would be) done to the program.
     - V(none), V(install), V(replace), V(mode_change) with
-      O(state=present); V(none) or V(detach) with O(state=absent).
+      O(state=present); V(relink) when the same program moved from a
+      netlink attachment to a BPF link; V(none) or V(detach) with
+      O(state=absent).
   returned: always
   type: str
   sample: replace
@@ -211,9 +237,31 @@ mode_reason:
   type: str
   sample: "auto: the driver refused native XDP (Error: veth: Peer MTU is
     too large to set XDP.), so generic XDP is in use"
+attach_method:
+  description:
+    - How the program is attached, V(link) (a BPF link, pinned as
+      RV(link_pin)) or V(netlink) (kernels before 5.9); null when nothing
+      is attached.
+  returned: always
+  type: str
+  sample: link
+link_id:
+  description: Kernel id of the BPF link that attaches the program, when
+    RV(attach_method) is V(link).
+  returned: when state is present
+  type: int
+  sample: 17
 detached_for_mode_change:
   description: True when the old program had to be detached to change the
-    mode (the only case where the interface is briefly without a program).
+    mode; with RV(moved_to_link), the only cases where the interface is
+    briefly without a program.
+  returned: when state is present
+  type: bool
+  sample: false
+moved_to_link:
+  description: True when the program in place was attached through netlink
+    and a BPF link took over, which needs a detach first (milliseconds
+    without a program); the task warns about it.
   returned: when state is present
   type: bool
   sample: false
@@ -228,18 +276,19 @@ tag:
   type: str
   sample: 6fc847535b5ab687
 replaced:
-  description: The program that was attached before (id, name, tag, mode),
-    when it was replaced.
+  description: The program that was attached before (id, name, tag, mode,
+    attach_method), when it was replaced.
   returned: when state is present
   type: dict
   sample: {id: 1507, name: sip_xdp_prog, tag: 0729d17d290e5598,
-           mode: native}
+           mode: native, attach_method: link}
 detached:
-  description: The program that was detached (id, name, tag, mode).
+  description: The program that was detached (id, name, tag, mode,
+    attach_method).
   returned: when state is absent
   type: dict
   sample: {id: 1525, name: sip_xdp_prog, tag: 6fc847535b5ab687,
-           mode: native}
+           mode: native, attach_method: link}
 pin_dir:
   description: Where the maps and the program are pinned.
   returned: always
@@ -250,6 +299,12 @@ prog_pin:
   returned: always
   type: str
   sample: /sys/fs/bpf/vos_fastpath/prog_eth0
+link_pin:
+  description: The pin of the BPF link that attaches this interface's
+    program; removing it detaches the program.
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/vos_fastpath/link_eth0
 maps:
   description: Each map of the program and its pin.
   returned: when state is present
@@ -300,7 +355,7 @@ settings:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _attach_run, _defaults, _host)
+    _abi, _attach_run, _defaults, _host, _lock)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 
@@ -330,6 +385,7 @@ def argument_spec():
                       options=settings),
         force=dict(type="bool", default=False),
         keep_maps=dict(type="bool", default=True),
+        lock_timeout=dict(type="int", default=_lock.DEFAULT_TIMEOUT),
     )
 
 

@@ -75,6 +75,10 @@ attributes:
 notes:
   - The counters are those of C(docs/dataplane.md), which also
     explains each one.
+  - O(pin_dir) must belong to root and be writable only by it, and each
+    counter map must be the map of C(docs/dataplane.md) its pin is named
+    for (name, type, key and value size, max_entries, flags); otherwise
+    the task fails and says what to remove.
 seealso:
   - module: vos.fastpath.xdp_attach
 """
@@ -149,7 +153,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _bpf, _counters, _facts, _files, _health)
+    _abi, _counters, _facts, _files, _health, _pins)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 from ansible_collections.vos.fastpath.plugins.module_utils._runner import (
@@ -182,16 +186,12 @@ def read_text(path):
 
 def read(module, result):
     pin_dir = module.params["pin_dir"]
-    stats_pin = os.path.join(pin_dir, "stats")
-    if _facts.bpffs_mount(pin_dir) is None:
-        raise FastpathError(_facts.NOT_ON_BPFFS % pin_dir)
-    if not os.path.exists(stats_pin):
-        raise FastpathError(
-            "No vos.fastpath maps are pinned under %s: attach the program "
-            "with vos.fastpath.xdp_attach first, or set pin_dir." % pin_dir)
+    _pins.check_pin_dir(pin_dir)
+    if not os.path.lexists(os.path.join(pin_dir, "stats")):
+        raise FastpathError(_pins.NOTHING_PINNED % pin_dir)
     try:
         counters = _counters.read_counters(pin_dir)
-        with _bpf.Map.open_pinned(stats_pin) as stats:
+        with _pins.open_map(pin_dir, "stats") as stats:
             stats_id = stats.id
     except OSError as e:
         raise FastpathError("Could not read the counters under %s (%s): run "

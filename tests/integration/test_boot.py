@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from plugins.module_utils import (
     _facts,
     _host,
     _lists,
+    _lock,
     _plan,
     _tag_cache,
 )
@@ -81,10 +83,33 @@ def xdp(ifname: str) -> dict[str, Any] | None:
 
 
 def detach_by_hand(ifname: str) -> None:
+    """What an operator does: a program held by a link goes with the link
+    (`ip ... off` fails on it), any other with `ip ... off`."""
     prog = xdp(ifname)
-    if prog:
+    if not prog:
+        return
+    link = _facts.xdp_link_of(_facts.xdp_links(),
+                              socket.if_nametoindex(ifname), prog)
+    if link:
+        fd = _bpf.link_fd_by_id(link["id"])
+        try:
+            _bpf.link_detach(fd)
+        finally:
+            os.close(fd)
+    else:
         ip("link", "set", "dev", ifname,
            _host.IP_KEYWORDS[prog["mode"]], "off")
+
+
+def link_attaches(pin_dir: Path, ifname: str, prog_id: int) -> bool:
+    """The link pinned for ifname attaches prog_id to it."""
+    fd = _bpf.obj_get(str(pin_dir / _abi.link_pin_name(ifname)))
+    try:
+        info = _bpf.link_info(fd)
+    finally:
+        os.close(fd)
+    return (info.prog_id, info.ifindex) == (
+        prog_id, socket.if_nametoindex(ifname))
 
 
 def fields(pin_dir: Path, kind: str) -> dict[str, tuple[int, int]]:
@@ -113,10 +138,12 @@ def entry(pin_dir: Path, tmp_path: Path, kind: str, save_to: Path,
 
 
 def shift_header(path: Path, delta_ns: int) -> None:
-    """Move the wall-minus-boot offset a list file recorded."""
+    """Make a list file look written in an earlier boot: another boot id,
+    and the wall-minus-boot offset moved."""
     head, rest = path.read_bytes().split(b"\n", 1)
     header = json.loads(head)
     header["wall_minus_boot_ns"] += delta_ns
+    header["boot_id"] = "an earlier boot"
     path.write_bytes(json.dumps(header, sort_keys=True).encode() + b"\n"
                      + rest)
 
@@ -196,13 +223,15 @@ def test_boot_after_a_reboot_attaches_and_restores_the_lists(
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert lines == [
-        "%s: attached (native mode)" % veth,
+        "%s: attached (native mode, BPF link)" % veth,
         "allowlist: 3 entries restored, 0 expired while down",
         "blocklist: 5 entries restored, 1 expired while down"]
 
     prog = xdp(veth)
     assert prog is not None and prog["name"] == _abi.PROGRAM_NAME
     assert prog["mode"] == "native"
+    # Through a new link, pinned where xdp_attach pins it.
+    assert link_attaches(pin_dir, veth, prog["id"])
     used = set(_facts.program_map_ids(prog["id"]))
     assert {map_id(pin_dir, n) for n in ("block_v4", "block_v6",
                                          "allow_v4", "allow_v6",
@@ -236,7 +265,7 @@ def test_boot_after_a_reboot_attaches_and_restores_the_lists(
     again = boot([str(command)], config, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.splitlines() == [
-        "%s: already attached (native mode)" % veth,
+        "%s: already attached (native mode, BPF link)" % veth,
         "allowlist: 3 live entries kept, nothing to restore",
         "blocklist: 5 live entries kept, nothing to restore"]
     assert xdp(veth)["id"] == prog_id
@@ -281,3 +310,29 @@ def test_missing_object_fails_naming_it_and_attaches_nothing(
         "with 'make' and copy it here first." % (attached_veth, gone)]
     assert xdp(attached_veth) is None
     assert os.listdir(pin_dir) == []
+
+
+def test_boot_waits_for_a_run_that_holds_the_interface(
+        attached_veth: str, pin_dir: Path, state: Path,
+        tmp_path: Path) -> None:
+    """The boot command attaches under the interface's lock, as the
+    module does: a deploy changing the interface keeps it waiting, and
+    with lock_timeout 0 it fails naming that deploy."""
+    command = install(tmp_path / "lib")
+    config = state / "boot.json"
+    config.write_text(json.dumps({
+        "object": str(state / "sip_logic.bpf.o"), "pin_dir": str(pin_dir),
+        "interfaces": [attached_veth], "state_dir": str(state),
+        "lists": [], "lock_timeout": 0}))
+    with _lock.hold(_lock.interface_key(attached_veth), 0,
+                    "a deploy in the test"):
+        proc = boot([TARGET_PYTHON, str(command)], config, tmp_path)
+    assert proc.returncode == 1
+    assert "%s: Another run is changing the same thing" % attached_veth \
+        in proc.stderr
+    assert "held by pid %d, a deploy in the test" % os.getpid() \
+        in proc.stderr
+    assert xdp(attached_veth) is None
+    again = boot([TARGET_PYTHON, str(command)], config, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert xdp(attached_veth) is not None

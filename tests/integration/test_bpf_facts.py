@@ -23,6 +23,7 @@ def test_facts_report_a_ready_host(tmp_path: Path,
     btf = Path("/sys/kernel/btf/vmlinux").read_bytes()
     assert facts["btf"]["sha256"] == hashlib.sha256(btf).hexdigest()
     assert facts["bpf_syscall"] and facts["bpffs_mounted"]
+    assert facts["xdp_link_support"] is True      # Linux 6.18 here
     assert facts["tools"]["bpftool"]["path"].endswith("/bpftool")
     assert facts["tools"]["libbpf"]["version"]
 
@@ -42,6 +43,21 @@ def test_facts_show_the_program_attached_to_an_interface(
     assert iface["xdp"]["name"] == "sip_xdp_prog"
     assert iface["xdp"]["mode"] == "generic"
     assert len(iface["xdp"]["tag"]) == 16
+    assert (iface["attach_method"], iface["xdp_link_id"]) == ("netlink", None)
+
+
+def test_facts_say_a_bpf_link_holds_what_xdp_attach_attached(
+        tmp_path: Path, veth: str, pin_dir: Path, built_object: Path) -> None:
+    attached = run_module("vos.fastpath.xdp_attach", {
+        "interface": veth, "object": str(built_object),
+        "pin_dir": str(pin_dir)}, tmp_path)
+    assert attached["attach_method"] == "link", attached.get("msg")
+    facts = run_module("vos.fastpath.bpf_facts", {},
+                       tmp_path)["ansible_facts"]["vos_fastpath"]
+    iface = facts["interfaces"][veth]
+    assert iface["xdp"]["id"] == attached["prog_id"]
+    assert (iface["attach_method"], iface["xdp_link_id"]) == \
+        ("link", attached["link_id"])
 
 
 def test_missing_btf_fails_with_the_kernel_option_to_enable(

@@ -39,6 +39,7 @@ def run(pin_dir: Path, tmp_path: Path, check: bool = False,
         diff: bool = False, **args: object) -> dict:
     args.setdefault("map", "blocklist")
     args["pin_dir"] = str(pin_dir)
+    args.setdefault("state_dir", str(tmp_path / "state"))
     return run_module(MODULE, args, tmp_path, check=check, diff=diff)
 
 

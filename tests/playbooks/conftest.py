@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +73,19 @@ class LabHost:
             capture_output=True, text=True, timeout=120, check=False)
 
     def reboot_kernel_state(self) -> None:
-        """What a reboot takes away: the XDP program and every pin."""
+        """What a reboot takes away: the XDP program and every pin. A
+        program held by a BPF link goes with the link's pin, a moment
+        after it is removed; one attached through netlink goes with ip."""
         for mode in ("xdpdrv", "xdpgeneric"):
             subprocess.run(["ip", "link", "set", "dev", self.ifname, mode,
                             "off"], capture_output=True, check=False)
         shutil.rmtree(self.pin_dir, ignore_errors=True)
+        deadline = time.monotonic() + 5
+        while b"prog/xdp" in subprocess.run(
+                ["ip", "link", "show", "dev", self.ifname],
+                capture_output=True, check=True).stdout:
+            assert time.monotonic() < deadline, "the program stayed attached"
+            time.sleep(0.05)
 
 
 class Fleet:

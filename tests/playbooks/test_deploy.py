@@ -47,6 +47,18 @@ def test_deploy_attaches_everywhere_and_a_second_run_changes_nothing(
         assert (host.pin_dir / "block_v4").exists()
         assert (host.state_dir / "boot.json").exists()
         tags.add(prog["tag"])
+        # The boot command runs with the system's Python, isolated; what it
+        # reads is root's alone.
+        command = host.lib_dir / "vos-fastpath-boot"
+        assert command.read_text().splitlines()[0] == \
+            "#!/usr/bin/python3 -I"
+        for path, mode in ((host.state_dir, 0o700),
+                           (host.state_dir / "lists", 0o700),
+                           (host.state_dir / "boot.json", 0o600),
+                           (command, 0o755), (host.pin_dir, 0o700)):
+            st = path.stat()
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == \
+                (0, 0, mode), path
     assert len(tags) == 1, "every host runs the same object"
     assert first.total("changed") > 0
 

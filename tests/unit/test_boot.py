@@ -16,7 +16,7 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from plugins.module_utils import _abi, _boot, _defaults, _runner
+from plugins.module_utils import _abi, _boot, _defaults, _lock, _runner
 from plugins.module_utils._errors import FastpathError
 from plugins.modules import xdp_attach
 
@@ -104,8 +104,13 @@ def test_attach_params_merge_settings_over_the_defaults() -> None:
         pin_dir=CONFIG["pin_dir"], state="present", sip_ports=[5060, 5080],
         settings={"block_all_ports": False, "stealth": True,
                   "malformed": "pass", "shadow": True},
-        force=False, keep_maps=True)
+        force=False, keep_maps=True, lock_timeout=_lock.DEFAULT_TIMEOUT)
     assert _defaults.SETTINGS["shadow"] is False    # not changed
+
+
+def test_attach_params_keep_a_configured_lock_timeout() -> None:
+    params = _boot.attach_params(dict(CONFIG, lock_timeout=5), "eth0")
+    assert params["lock_timeout"] == 5
 
 
 def test_attach_params_left_out_are_the_modules_defaults() -> None:

@@ -14,6 +14,8 @@ from ansible_collections.vos.fastpath.plugins.module_utils import (
     _abi,
     _boot,
     _defaults,
+    _input,
+    _lock,
 )
 from ansible_collections.vos.fastpath.plugins.modules import (
     bpf_map_entry,
@@ -23,6 +25,7 @@ from ansible_collections.vos.fastpath.plugins.modules import (
 
 REPO = Path(__file__).resolve().parents[2]
 FASTPATH = REPO / "roles" / "fastpath"
+POLICY = REPO / "roles" / "policy"
 
 
 def role_defaults() -> dict:
@@ -59,6 +62,13 @@ STATS = module_defaults(xdp_stats, {})
     ("fastpath_pin_dir", STATS["pin_dir"]),
     ("fastpath_state_dir", ENTRY["state_dir"]),
     ("fastpath_state_dir", os.path.dirname(_boot.DEFAULT_CONFIG)),
+    ("fastpath_lock_timeout", ATTACH["lock_timeout"]),
+    ("fastpath_lock_timeout", ENTRY["lock_timeout"]),
+    ("fastpath_lock_timeout", _lock.DEFAULT_TIMEOUT),
+    ("fastpath_min_prefix_v4", ENTRY["min_prefix_v4"]),
+    ("fastpath_min_prefix_v4", _input.MIN_PREFIX_V4),
+    ("fastpath_min_prefix_v6", ENTRY["min_prefix_v6"]),
+    ("fastpath_min_prefix_v6", _input.MIN_PREFIX_V6),
 ])
 def test_role_default_is_the_modules(role_var: str,
                                      module_value: object) -> None:
@@ -82,3 +92,37 @@ def test_role_argument_specs_and_defaults_file_agree() -> None:
     for name, value in role_spec_defaults().items():
         if name in defaults and "{{" not in str(defaults[name]):
             assert defaults[name] == value, name
+
+
+def map_entry_tasks(role: Path) -> list[dict]:
+    """The bpf_map_entry arguments of every task of a role."""
+    found = []
+    for path in sorted((role / "tasks").glob("*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            args = task.get("vos.fastpath.bpf_map_entry")
+            if args is not None:
+                found.append(dict(args, __file=path.name))
+    return found
+
+
+def test_policy_passes_the_fastpath_limits_or_the_modules_defaults() -> None:
+    """The policy role sets no limit of its own: it passes the fastpath
+    role's variables when the inventory (or -e) gives them, and the module
+    falls back to the same defaults when not."""
+    tasks = map_entry_tasks(POLICY)
+    assert tasks
+    for args in tasks:
+        for option, var in (("min_prefix_v4", "fastpath_min_prefix_v4"),
+                            ("min_prefix_v6", "fastpath_min_prefix_v6"),
+                            ("lock_timeout", "fastpath_lock_timeout")):
+            assert args[option] == "{{ %s | default(omit) }}" % var, (
+                args["__file"], option)
+
+
+def test_no_role_passes_the_deprecated_save_option() -> None:
+    tasks = map_entry_tasks(POLICY) + map_entry_tasks(FASTPATH)
+    assert [args["__file"] for args in tasks if "save" in args] == []
+    restore = [args for args in map_entry_tasks(FASTPATH)
+               if args.get("restore")]
+    assert [args["lock_timeout"] for args in restore] == [
+        "{{ fastpath_lock_timeout }}"]

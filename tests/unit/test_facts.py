@@ -99,6 +99,41 @@ def test_attached_program_from_ip_json(xdp: dict | None,
     assert _facts.attached_program(link) == expected
 
 
+@pytest.mark.parametrize("release, links", [
+    ("6.1.0-26-amd64", True), ("5.9.0", True), ("5.8.18-100.fc31", False),
+    ("4.18.0-513.el8.x86_64", False), ("garbage", False),
+])
+def test_xdp_links_from_linux_5_9(release: str, links: bool) -> None:
+    assert _facts.xdp_link_support(release) is links
+
+
+def test_a_link_counts_only_for_its_ifindex_and_program() -> None:
+    # Link ids are global, an ifindex is per network namespace: the same
+    # ifindex in another namespace runs another program.
+    links = [{"id": 5, "prog_id": 70, "ifindex": 2},
+             {"id": 6, "prog_id": 71, "ifindex": 3}]
+    prog = {"id": 71, "name": "sip_xdp_prog", "tag": "ab", "mode": "native"}
+    assert _facts.xdp_link_of(links, 3, prog)["id"] == 6
+    assert _facts.xdp_link_of(links, 2, prog) is None
+    assert _facts.xdp_link_of(links, 3, None) is None
+    assert _facts.attach_method(links[1], prog) == "link"
+    assert _facts.attach_method(None, prog) == "netlink"
+    assert _facts.attach_method(None, None) is None
+
+
+def test_interface_facts_say_how_the_program_is_attached() -> None:
+    link = {"ifname": "fp-nonexistent", "ifindex": 3, "mtu": 1500,
+            "xdp": {"mode": 1, "prog": {"id": 71, "name": "sip_xdp_prog",
+                                        "tag": "ab"}}}
+    held = _facts.interface_facts(link, [{"id": 6, "prog_id": 71,
+                                          "ifindex": 3}])
+    assert (held["attach_method"], held["xdp_link_id"]) == ("link", 6)
+    bare = _facts.interface_facts(link, [])
+    assert (bare["attach_method"], bare["xdp_link_id"]) == ("netlink", None)
+    assert _facts.interface_facts({"ifname": "fp-nonexistent"}, [])[
+        "attach_method"] is None
+
+
 def test_driver_of_a_missing_interface_is_none() -> None:
     assert _facts.interface_driver("fp-nonexistent") is None
 

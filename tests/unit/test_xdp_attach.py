@@ -3,6 +3,8 @@ module's calls through a fake kernel boundary (bpf(), bpffs, ip, bpftool)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,14 +12,18 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from ansible.module_utils import _internal as ansible_internal
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.vos.fastpath.plugins.module_utils import (
     _abi,
     _apply,
+    _attach_run,
     _current,
     _defaults,
     _elf,
     _host,
+    _lock,
     _plan,
     _tag_cache,
 )
@@ -50,13 +56,28 @@ def ours(mode: str = "native", tag: str = OLD_TAG,
     return {"id": prog_id, "name": "sip_xdp_prog", "tag": tag, "mode": mode}
 
 
+LINK_ID = 90
+
+
+def xdp_link(prog: dict[str, Any], link_id: int = LINK_ID) -> dict:
+    return {"id": link_id, "prog_id": prog["id"], "ifindex": 3}
+
+
 def current(prog: dict[str, Any] | None = None, pinned: bool = True,
             ports: list[int] | None = None,
-            flags: int | None = 0) -> _current.Current:
+            flags: int | None = 0, links: bool = True) -> _current.Current:
+    """links: the kernel has XDP links, and prog is attached through ours
+    (pinned as link_eth0); False: a kernel before 5.9, netlink."""
     cur = _current.Current()
     cur.prog = prog
     cur.ours = bool(prog) and prog["name"] == "sip_xdp_prog"
     cur.pin_dir_exists = True
+    cur.ifindex = 3
+    cur.links_supported = links
+    if prog and links:
+        cur.link = xdp_link(prog)
+        if cur.ours:
+            cur.link_pin = dict(cur.link)
     if pinned:
         cur.pins = {name: spec_layout(name, 100 + i)
                     for i, name in enumerate(MAPS)}
@@ -106,8 +127,9 @@ def test_ports_are_sorted_unique_and_checked() -> None:
         _plan.normalize_ports([5060, 0])
 
 
-def test_program_pin_name_has_no_dot_for_bpffs() -> None:
+def test_program_and_link_pin_names_have_no_dot_for_bpffs() -> None:
     assert _abi.prog_pin_name("eth0.100") == "prog_eth0:100"
+    assert _abi.link_pin_name("eth0.100") == "link_eth0:100"
 
 
 # The plan.
@@ -170,6 +192,59 @@ def test_foreign_program_is_replaced_with_force() -> None:
         _plan.MODE_CHANGE
 
 
+def test_another_version_on_our_link_is_swapped_by_a_link_update() -> None:
+    p = plan(current(ours("native")), cached=NEW_TAG)
+    assert (p.action, p.method, p.swap) == (_plan.REPLACE, _plan.LINK,
+                                            _plan.LINK_UPDATE)
+    assert not p.relink and not p.repin_link
+
+
+def test_kernel_without_links_replaces_through_netlink() -> None:
+    p = plan(current(ours("native"), links=False), cached=NEW_TAG)
+    assert (p.action, p.method, p.swap) == (_plan.REPLACE, _plan.NETLINK,
+                                            _plan.NETLINK_REPLACE)
+    p = plan(current(ours("native"), links=False))
+    assert p.action == _plan.NONE and not p.changed
+
+
+def test_same_program_through_netlink_moves_to_a_link_unloaded() -> None:
+    cur = current(ours("native"), links=False)
+    cur.links_supported = True      # a new kernel, or an older deploy
+    p = plan(cur)
+    assert (p.action, p.swap) == (_plan.RELINK, _plan.MOVE)
+    assert p.relink and p.keep_program and not p.needs_load
+    assert p.changed and not p.maps_changed
+
+
+def test_another_version_through_netlink_moves_to_a_link() -> None:
+    cur = current(ours("native"), links=False)
+    cur.links_supported = True
+    p = plan(cur, cached=NEW_TAG)
+    assert (p.action, p.swap, p.relink) == (_plan.REPLACE, _plan.MOVE, True)
+    assert p.needs_load
+    unknown = plan(cur, cached=None)
+    assert (unknown.action, unknown.swap) == (_plan.VERIFY, _plan.MOVE)
+
+
+def test_foreign_link_is_named_and_detached_first_with_force() -> None:
+    cur = current({"id": 77, "name": "xdp_filter", "tag": "ab",
+                   "mode": "native"}, pinned=False)
+    with pytest.raises(FastpathError) as err:
+        plan(cur)
+    assert "(id 77, native mode, through a BPF link)" in err.value.msg
+    p = plan(cur, force=True)
+    assert (p.action, p.swap) == (_plan.REPLACE, _plan.DETACH_FIRST)
+
+
+def test_our_link_without_our_pin_is_pinned_without_a_reload() -> None:
+    cur = current(ours("native"))
+    cur.link_pin = None             # pin removed by hand, link held by an fd
+    p = plan(cur)
+    assert p.action == _plan.NONE and p.repin_link and p.changed
+    cur.link_pin = dict(xdp_link(ours(), 12), ifindex=0)   # a detached one
+    assert plan(cur).repin_link
+
+
 def test_ports_and_settings_are_written_to_exactly_what_is_asked() -> None:
     p = plan(current(ours(), ports=[5060, 5062]), ports=[5060, 5080],
              settings=dict(DEFAULTS, shadow=True))
@@ -195,6 +270,27 @@ def test_absent_detaches_ours_and_keeps_maps() -> None:
                           MAPS + ["prog_eth0"])
     assert p.detach["mode"] == "generic"
     assert p.remove_prog_pin and p.remove_maps == {}
+
+
+def test_absent_detaches_our_link_and_removes_its_pin() -> None:
+    p = _plan.plan_absent(current(ours("native")), "eth0", PIN_DIR,
+                          "sip_xdp_prog", False, True, {},
+                          MAPS + ["prog_eth0", "link_eth0"])
+    assert p.detach_link_id == LINK_ID
+    assert p.detach["attach_method"] == "link"
+    assert p.remove_link_pin and p.remove_prog_pin
+
+
+def test_absent_keeps_the_link_pin_of_a_program_it_leaves() -> None:
+    cur = current({"id": 77, "name": "other", "tag": "ab", "mode": "native"})
+    cur.link_pin = dict(cur.link)   # another tool's link under our name
+    p = _plan.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                          True, {}, MAPS + ["link_eth0"])
+    assert p.detach is None and not p.remove_link_pin and not p.changed
+    cur.link_pin = dict(xdp_link(cur.prog, 12), ifindex=0)   # detached
+    stale = _plan.plan_absent(cur, "eth0", PIN_DIR, "sip_xdp_prog", False,
+                              True, {}, MAPS + ["link_eth0"])
+    assert stale.detach is None and stale.remove_link_pin
 
 
 def test_absent_leaves_a_foreign_program_without_force() -> None:
@@ -326,21 +422,146 @@ def test_missing_interface_fails_with_its_name() -> None:
 
 def test_auto_falls_back_to_generic_only_on_a_refusal() -> None:
     host, run = host_with()
+    place = _apply.LinkPlace(host, "/t", "/l")
     refused = (2, "", "Error: veth: Peer MTU is too large to set XDP.\n")
     run.side_effect = [refused, (0, "", "")]
-    mode, reason = _apply.attach_new(host, "eth0", "auto", "/p")
-    assert mode == "generic"
+    mode, reason, method = _apply.attach_new(host, "eth0", "auto", "/p",
+                                             "netlink", place, _apply.Undo())
+    assert (mode, method) == ("generic", "netlink")
     assert "Peer MTU is too large" in reason
     run.side_effect = [(2, "", "Error: XDP program already attached.\n")]
     with pytest.raises(FastpathError):
-        _apply.attach_new(host, "eth0", "auto", "/p")
+        _apply.attach_new(host, "eth0", "auto", "/p", "netlink", place,
+                          _apply.Undo())
+
+
+def test_link_errors_are_named_and_busy_is_not_a_refusal() -> None:
+    words = _host.link_error(OSError(errno.ERANGE, "x"))
+    assert words == "ERANGE: Numerical result out of range"
+    assert _apply.is_refusal(FastpathError("m", stderr=words))
+    for busy in (errno.EBUSY, errno.EEXIST):
+        assert not _apply.is_refusal(FastpathError(
+            "m", stderr=_host.link_error(OSError(busy, "x"))))
+
+
+class FakeSocket:
+    """An rtnetlink socket that records the request and answers it."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.sent = b""
+
+    def __enter__(self) -> FakeSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def setsockopt(self, *args: int) -> None:
+        pass
+
+    def send(self, data: bytes) -> None:
+        self.sent = data
+
+    def recv(self, size: int) -> bytes:
+        return self.reply
+
+
+def nlmsgerr(err: int, said: str = "") -> bytes:
+    tlv = b""
+    if said:
+        text = said.encode() + b"\0"
+        tlv = _host._nla(_host.NLMSGERR_ATTR_MSG, text)
+    body = _host.struct.pack("=i", -err) + b"\0" * 16 + tlv
+    return _host.struct.pack("=IHHII", 16 + len(body), _host.NLMSG_ERROR,
+                             _host.NLM_F_ACK_TLVS if said else 0, 1, 0) + body
+
+
+def test_netlink_detach_asks_for_the_program_read_and_quotes_the_kernel(
+) -> None:
+    sock = FakeSocket(nlmsgerr(errno.EEXIST,
+                               "Active program does not match expected"))
+    with mock.patch.object(_host.socket, "socket", return_value=sock), \
+            pytest.raises(OSError) as err:
+        _host.netlink_set_xdp(7, -1, _host.XDP_MODE_FLAGS["native"],
+                              expected_fd=5)
+    assert err.value.errno == errno.EEXIST
+    assert "(Active program does not match expected)" in str(err.value)
+    req = sock.sent
+    assert _host.struct.unpack_from("=IH", req) == (len(req),
+                                                    _host.RTM_SETLINK)
+    assert _host.struct.unpack_from("=i", req, 20)[0] == 7    # ifindex
+    # IFLA_XDP nested: fd -1, the expected fd, then the flags.
+    nested = req[36:]
+    assert _host.struct.unpack_from("=HHi", nested, 0)[1:] == \
+        (_host.IFLA_XDP_FD, -1)
+    assert _host.struct.unpack_from("=HHi", nested, 8)[1:] == \
+        (_host.IFLA_XDP_EXPECTED_FD, 5)
+    assert _host.struct.unpack_from("=HHI", nested, 16)[1:] == \
+        (_host.IFLA_XDP_FLAGS, 4 | _host.XDP_FLAGS_REPLACE)
+    ok = FakeSocket(nlmsgerr(0))
+    with mock.patch.object(_host.socket, "socket", return_value=ok):
+        _host.netlink_set_xdp(7, 9, 2)
+
+
+@pytest.fixture
+def syscalls(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """bpf() and rtnetlink of Host.move_to_link, recorded: fd 10 is the
+    old program's pin, fd 11 the new one's."""
+    calls: list[tuple] = []
+    fds = {"/old": 10, "/new": 11}
+    monkeypatch.setattr(_host.socket, "if_nametoindex", lambda name: 7)
+    monkeypatch.setattr(_host._bpf, "obj_get", lambda path: fds[path])
+    monkeypatch.setattr(_host.os, "close", lambda fd: None)
+
+    def netlink(*args: Any, **kwargs: Any) -> None:
+        calls.append(("netlink", args, kwargs))
+    monkeypatch.setattr(_host, "netlink_set_xdp", netlink)
+
+    def refuse(*args: Any) -> int:
+        calls.append(("link_create", args))
+        raise OSError(errno.ERANGE, "Numerical result out of range")
+    monkeypatch.setattr(_host._bpf, "link_create_xdp", refuse)
+    return calls
+
+
+def test_move_detaches_only_the_program_read_and_puts_it_back(
+        syscalls: list[tuple]) -> None:
+    host, _run = host_with()
+    with pytest.raises(FastpathError) as err:
+        host.move_to_link("eth0", "native", "/old", "/new", "/t/link")
+    assert "attached again through netlink, as it was" in err.value.msg
+    assert "ERANGE" in err.value.msg
+    drv = _host.XDP_MODE_FLAGS["native"]
+    assert syscalls == [
+        ("netlink", (7, -1, drv), {"expected_fd": 10}),
+        ("link_create", (11, 7, drv)),
+        ("netlink", (7, 10, drv | _host.XDP_FLAGS_UPDATE_IF_NOEXIST), {})]
+
+
+def test_move_whose_put_back_fails_says_how_to_do_it_by_hand(
+        syscalls: list[tuple], monkeypatch: pytest.MonkeyPatch) -> None:
+    def netlink(ifindex: int, fd: int, flags: int, **kwargs: Any) -> None:
+        if fd != -1:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+    monkeypatch.setattr(_host, "netlink_set_xdp", netlink)
+    host, _run = host_with()
+    with pytest.raises(FastpathError) as err:
+        host.move_to_link("eth0", "native", "/old", "/new", "/t/link")
+    assert "eth0 has no XDP program" in err.value.msg
+    assert err.value.result["undo_failed"] == [{
+        "step": "the native program on eth0",
+        "error": "[Errno 16] Device or resource busy",
+        "by_hand": "ip link set dev eth0 xdpdrv pinned /old"}]
 
 
 # The module through a fake kernel.
 
 MUTATING = {"make_dir", "remove_dir", "remove_tree", "unlink", "rename",
-            "pin_map_id", "pin_prog_id", "load", "attach", "detach",
-            "write_ports", "write_flags"}
+            "pin_map_id", "pin_prog_id", "repin_link", "load", "attach",
+            "detach", "create_link", "update_link", "detach_link",
+            "move_to_link", "driver_says", "write_ports", "write_flags"}
+NEW_LINK_ID = 91
 
 
 class FakeHost:
@@ -349,8 +570,10 @@ class FakeHost:
     def __init__(self, tmp_path: Path, cur: _current.Current,
                  load_error: FastpathError | None = None,
                  refuse: tuple[str, ...] = (),
-                 failing: tuple[str, ...] = ()) -> None:
+                 failing: tuple[str, ...] = (),
+                 link_errno: int = errno.ERANGE) -> None:
         self.cur = cur
+        self.link_errno = link_errno  # how a mode in refuse refuses a link
         self.calls: list[tuple[str, tuple]] = []
         self.kwargs: list[dict] = []
         self.dirs = {"/sys/fs/bpf"} | ({PIN_DIR} if cur.pin_dir_exists
@@ -358,6 +581,7 @@ class FakeHost:
         self.load_error = load_error
         self.refuse = refuse
         self.failing = failing      # calls that fail with EPERM
+        self.checked_dirs: list[str] = []   # check_private_dir calls
         self.bpftool = tmp_path / "bpftool"
         self.bpftool.write_text("")
 
@@ -386,8 +610,17 @@ class FakeHost:
         if not prog:
             return {"ifname": ifname}
         modes = {"native": 1, "generic": 2}
-        return {"ifname": ifname, "xdp": {"mode": modes[prog["mode"]],
-                                          "prog": prog}}
+        return {"ifname": ifname, "ifindex": 3,
+                "xdp": {"mode": modes[prog["mode"]], "prog": prog}}
+
+    def links_supported(self) -> bool:
+        return self.cur.links_supported
+
+    def xdp_link(self, ifindex: int, prog: dict | None) -> dict | None:
+        return self.cur.link if prog else None
+
+    def pinned_link(self, path: str) -> dict | None:
+        return self.cur.link_pin
 
     def attached(self, ifname: str) -> dict | None:
         return self.cur.prog
@@ -400,6 +633,9 @@ class FakeHost:
 
     def listdir(self, path: str) -> list[str]:
         return sorted(self.cur.pins) + ["prog_eth0"]
+
+    def check_private_dir(self, path: str) -> None:
+        self.checked_dirs.append(path)
 
     def map_layouts(self, pin_dir: str) -> dict:
         return dict(self.cur.pins)
@@ -440,6 +676,50 @@ class FakeHost:
                 "refused", cmd=["ip"], rc=2,
                 stderr="Error: veth: Peer MTU is too large to set XDP.")
         self.cur.prog = ours(mode, NEW_TAG, 41)
+        self.cur.link = None
+
+    def do_create_link(self, ifname: str, mode: str, prog_pin: str,
+                       link_pin: str) -> None:
+        if mode in self.refuse:
+            raise OSError(self.link_errno, os.strerror(self.link_errno))
+        self.cur.prog = ours(mode, NEW_TAG, 41)
+        self.cur.link = xdp_link(self.cur.prog, NEW_LINK_ID)
+
+    def do_update_link(self, link_id: int, prog_pin: str,
+                       old_prog_id: int) -> None:
+        self.cur.prog = ours(self.cur.prog["mode"], NEW_TAG, 41)
+        self.cur.link = xdp_link(self.cur.prog, link_id)
+
+    def do_detach_link(self, ref: str | int) -> None:
+        self.cur.prog = self.cur.link = None
+
+    def do_detach(self, ifname: str, mode: str) -> None:
+        self.cur.prog = None
+
+    def do_driver_says(self, ifname: str, mode: str, prog_pin: str) -> str:
+        return "veth: Peer MTU is too large to set XDP"
+
+    def do_move_to_link(self, ifname: str, mode: str, old_pin: str,
+                        prog_pin: str, link_pin: str) -> None:
+        if mode in self.refuse:
+            raise FastpathError("The kernel refused a link.")
+        self.do_create_link(ifname, mode, prog_pin, link_pin)
+
+
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The interface lock, in a directory of the test's own; the locks
+    taken, as (key, timeout, purpose)."""
+    taken: list[tuple] = []
+    real = _lock.hold
+
+    @contextlib.contextmanager
+    def hold(key: str, timeout: float, purpose: str) -> Any:
+        taken.append((key, timeout, purpose))
+        with real(key, timeout, purpose, lock_dir=str(tmp_path / "locks")):
+            yield
+    monkeypatch.setattr(_attach_run._lock, "hold", hold)
+    return taken
 
 
 def run_main(args: dict, host: FakeHost, tmp_path: Path,
@@ -452,7 +732,12 @@ def run_main(args: dict, host: FakeHost, tmp_path: Path,
     if "cached" in args:
         key = _tag_cache.cache_key(str(obj), str(host.bpftool))
         cache.record(key, args.pop("cached"))
+    # Warnings are kept in a global for the module's one run per process,
+    # and go to the controller's display instead once any test has
+    # imported the controller (ansible.errors, say).
     with patch_module_args(args), \
+            mock.patch.dict(ansible_warnings._global_warnings, clear=True), \
+            mock.patch.object(ansible_internal, "is_controller", False), \
             mock.patch.object(_host, "Host", return_value=host), \
             mock.patch.object(_tag_cache, "TagCache", return_value=cache), \
             mock.patch.object(_elf, "map_names", return_value=MAPS), \
@@ -482,7 +767,7 @@ def test_check_mode_makes_no_call_that_changes_state(
 
 
 def test_fresh_install_writes_the_maps_before_attaching(
-        tmp_path: Path) -> None:
+        tmp_path: Path, lock_dir: list[tuple]) -> None:
     cur = current(pinned=False)
     cur.pin_dir_exists = False
     host = FakeHost(tmp_path, cur)
@@ -492,11 +777,21 @@ def test_fresh_install_writes_the_maps_before_attaching(
     assert result["action"] == "install"
     assert result["mode"] == "native"
     assert result["tag"] == NEW_TAG
+    assert (result["attach_method"], result["link_id"]) == ("link",
+                                                            NEW_LINK_ID)
+    assert result["link_pin"] == PIN_DIR + "/link_eth0"
     names = host.names()
     assert names[:3] == ["make_dir", "make_dir", "load"]
-    assert names.count("rename") == len(MAPS) + 1      # maps, then program
-    assert names.index("write_ports") < names.index("attach")
-    assert names.index("write_flags") < names.index("attach")
+    # maps, the link, then the program
+    assert names.count("rename") == len(MAPS) + 2
+    assert names.index("write_ports") < names.index("create_link")
+    assert names.index("write_flags") < names.index("create_link")
+    tmp = PIN_DIR + "/tmp_%d" % os.getpid()
+    assert ("create_link", ("eth0", "native", tmp + "/progs/sip_xdp_prog",
+                            tmp + "/link")) in host.calls
+    assert ("rename", (tmp + "/link", PIN_DIR + "/link_eth0")) in host.calls
+    assert lock_dir == [(_lock.interface_key("eth0"), _lock.DEFAULT_TIMEOUT,
+                         "xdp_attach state=present on eth0")]
     assert ("write_ports", (PIN_DIR + "/sip_ports", [5060, 5080], [])) \
         in host.calls
     assert ("write_flags", (PIN_DIR + "/settings", _abi.FP_SHADOW)) \
@@ -515,10 +810,29 @@ def test_unchanged_program_makes_no_call_at_all(tmp_path: Path) -> None:
     assert host.calls == []
 
 
-def test_upgrade_replaces_atomically_with_the_pinned_maps(
+def test_upgrade_swaps_the_links_program_checked_and_keeps_the_link(
         tmp_path: Path) -> None:
     host = FakeHost(tmp_path, current(ours("native")))
     result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert (result["action"], result["attach_method"]) == ("replace", "link")
+    assert result["link_id"] == LINK_ID
+    assert result["moved_to_link"] is False
+    assert result["replaced"]["attach_method"] == "link"
+    tmp = PIN_DIR + "/tmp_%d" % os.getpid()
+    assert ("update_link", (LINK_ID, tmp + "/progs/sip_xdp_prog", 40)) \
+        in host.calls
+    assert not {"attach", "detach", "detach_link", "create_link",
+                "move_to_link"} & set(host.names())
+    # The old program stays pinned for the undo while the run lasts.
+    assert ("pin_prog_id", (40, tmp + "/previous")) in host.calls
+
+
+def test_upgrade_without_links_replaces_atomically_with_ip_force(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native"), links=False))
+    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert result["attach_method"] == "netlink"
     assert result["changed"] is True
     assert result["action"] == "replace"
     assert result["detached_for_mode_change"] is False
@@ -534,14 +848,110 @@ def test_upgrade_replaces_atomically_with_the_pinned_maps(
     assert host.kwargs[index] == {"replace": True}
 
 
-def test_mode_change_detaches_first_and_says_so(tmp_path: Path) -> None:
-    host = FakeHost(tmp_path, current(ours("native")))
+@pytest.mark.parametrize("links, detach, attach", [
+    (True, "detach_link", "create_link"),
+    (False, "detach", "attach"),
+])
+def test_mode_change_detaches_first_and_says_so(
+        tmp_path: Path, links: bool, detach: str, attach: str) -> None:
+    host = FakeHost(tmp_path, current(ours("native"), links=links))
     result = run_main({"mode": "generic", "cached": OLD_TAG}, host, tmp_path)
     assert result["detached_for_mode_change"] is True
+    assert result["moved_to_link"] is False
     assert "native program was detached" in result["mode_reason"]
     names = host.names()
     assert "load" not in names
-    assert names.index("detach") < names.index("attach")
+    assert names.index(detach) < names.index(attach)
+    assert result["attach_method"] == ("link" if links else "netlink")
+
+
+def test_program_through_netlink_moves_to_a_link_and_warns(
+        tmp_path: Path) -> None:
+    cur = current(ours("native"), links=False)
+    cur.links_supported = True
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"cached": OLD_TAG, "_ansible_diff": True}, host,
+                      tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert (result["action"], result["moved_to_link"]) == ("relink", True)
+    assert result["attach_method"] == "link"
+    assert result["replaced"] is None
+    assert result["diff"]["before"]["attach_method"] == "netlink"
+    assert result["diff"]["after"]["attach_method"] == "link"
+    tmp = PIN_DIR + "/tmp_%d" % os.getpid()
+    # The same program, not loaded again: pinned, then moved.
+    assert "load" not in host.names()
+    assert ("move_to_link", ("eth0", "native", tmp + "/previous",
+                             tmp + "/previous", tmp + "/link")) in host.calls
+    assert ("rename", (tmp + "/link", PIN_DIR + "/link_eth0")) in host.calls
+    (warning,) = result["warnings"]     # a module's raw warning event
+    assert warning["event"]["msg"].startswith(
+        "eth0 was moved from a netlink attachment to a BPF link")
+
+
+def test_another_version_through_netlink_moves_to_a_link_loaded(
+        tmp_path: Path) -> None:
+    cur = current(ours("native"), links=False)
+    cur.links_supported = True
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert (result["action"], result["moved_to_link"]) == ("replace", True)
+    assert result["replaced"]["attach_method"] == "netlink"
+    tmp = PIN_DIR + "/tmp_%d" % os.getpid()
+    assert ("move_to_link", ("eth0", "native", tmp + "/previous",
+                             tmp + "/progs/sip_xdp_prog", tmp + "/link")) \
+        in host.calls
+
+
+def test_refused_move_leaves_the_netlink_program_and_the_pins(
+        tmp_path: Path) -> None:
+    cur = current(ours("native"), links=False)
+    cur.links_supported = True
+    host = FakeHost(tmp_path, cur, refuse=("native",))
+    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert result["failed"] is True
+    assert "refused a link" in result["msg"]
+    assert "undo_failed" not in result
+    assert "rename" not in host.names()[host.names().index("move_to_link"):]
+    assert host.calls[-1] == ("remove_tree",
+                              (PIN_DIR + "/tmp_%d" % os.getpid(),))
+
+
+def test_our_link_left_without_its_pin_is_pinned_again(
+        tmp_path: Path) -> None:
+    cur = current(ours("native"))
+    cur.link_pin = None
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"cached": OLD_TAG}, host, tmp_path)
+    assert result["changed"] is True and result["action"] == "none"
+    assert host.calls == [("repin_link", (LINK_ID, PIN_DIR + "/link_eth0"))]
+
+
+def test_auto_through_links_falls_back_to_generic_on_a_refusal(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(pinned=False), refuse=("native",))
+    result = run_main({}, host, tmp_path)
+    assert (result["mode"], result["attach_method"]) == ("generic", "link")
+    assert ("refused native XDP (ERANGE: Numerical result out of range "
+            "(veth: Peer MTU is too large to set XDP))") in \
+        result["mode_reason"]
+    assert ("driver_says", ("eth0", "native", PIN_DIR + "/tmp_%d/progs/"
+                            "sip_xdp_prog" % os.getpid())) in host.calls
+
+
+def test_kernel_that_refuses_generic_links_gets_netlink(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(pinned=False))
+
+    def create_link(*args: Any) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+    host.do_create_link = create_link
+    result = run_main({}, host, tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert (result["mode"], result["attach_method"]) == ("native", "netlink")
+    assert "the kernel has no XDP links" in result["mode_reason"]
+    assert ("attach", ("eth0", "native", PIN_DIR + "/tmp_%d/progs/"
+                       "sip_xdp_prog" % os.getpid())) in host.calls
 
 
 def test_verifier_failure_touches_nothing_attached(tmp_path: Path) -> None:
@@ -622,21 +1032,30 @@ def test_absent_never_removes_a_pin_of_another_layout(
 TMP = PIN_DIR + "/tmp_%d" % os.getpid()
 
 
+@pytest.mark.parametrize("links, attach, previous", [
+    (True, "create_link", ("eth0", "native", TMP + "/previous",
+                           TMP + "/previous_link")),
+    (False, "attach", ("eth0", "native", TMP + "/previous")),
+])
 def test_failed_mode_change_puts_the_old_program_back(
-        tmp_path: Path) -> None:
-    host = FakeHost(tmp_path, current(ours("native")), refuse=("generic",))
+        tmp_path: Path, links: bool, attach: str, previous: tuple) -> None:
+    host = FakeHost(tmp_path, current(ours("native"), links=links),
+                    refuse=("generic",))
     result = run_main({"mode": "generic", "cached": OLD_TAG}, host, tmp_path)
     assert result["failed"] is True
     assert "Putting back" not in result["msg"]
     assert "undo_failed" not in result
-    attaches = [a for n, a in host.calls if n == "attach"]
-    assert attaches[-1] == ("eth0", "native", TMP + "/previous")
+    attaches = [a for n, a in host.calls if n == attach]
+    assert attaches[-1] == previous
+    if links:       # a new link, in the place of the detached one
+        assert host.calls[-2] == ("rename", (TMP + "/previous_link",
+                                             PIN_DIR + "/link_eth0"))
     assert host.calls[-1] == ("remove_tree", (TMP,))
 
 
 def test_an_undo_that_fails_is_reported_with_the_command_by_hand(
         tmp_path: Path) -> None:
-    host = FakeHost(tmp_path, current(ours("native")),
+    host = FakeHost(tmp_path, current(ours("native"), links=False),
                     refuse=("generic", "native"))
     result = run_main({"mode": "generic", "cached": OLD_TAG}, host, tmp_path)
     assert result["failed"] is True
@@ -652,9 +1071,12 @@ def test_an_undo_that_fails_is_reported_with_the_command_by_hand(
     assert ("remove_tree", (TMP,)) not in host.calls
 
 
-def test_failed_detach_pins_the_removed_pins_again(tmp_path: Path) -> None:
-    cur = current(ours("native"))
-    host = FakeHost(tmp_path, cur, failing=("detach",))
+@pytest.mark.parametrize("links, detach", [(True, "detach_link"),
+                                           (False, "detach")])
+def test_failed_detach_pins_the_removed_pins_again(
+        tmp_path: Path, links: bool, detach: str) -> None:
+    cur = current(ours("native"), links=links)
+    host = FakeHost(tmp_path, cur, failing=(detach,))
     result = run_main({"state": "absent", "keep_maps": False}, host,
                       tmp_path)
     assert result["failed"] is True
@@ -670,9 +1092,25 @@ def test_failed_detach_pins_the_removed_pins_again(tmp_path: Path) -> None:
     assert "remove_dir" not in host.names()
 
 
+def test_absent_detaches_the_link_then_removes_its_pin(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours("native")))
+    result = run_main({"state": "absent", "keep_maps": False}, host,
+                      tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert result["detached"]["attach_method"] == "link"
+    assert result["attach_method"] is None
+    names = host.names()
+    assert "detach" not in names
+    assert host.calls[-3:] == [
+        ("detach_link", (LINK_ID,)),
+        ("unlink", (PIN_DIR + "/link_eth0",)),
+        ("remove_dir", (PIN_DIR,))]
+
+
 def test_absent_reports_each_pin_it_could_not_put_back(
         tmp_path: Path) -> None:
-    cur = current(ours("native"))
+    cur = current(ours("native"), links=False)
     host = FakeHost(tmp_path, cur, failing=("detach", "pin_map_id"))
     result = run_main({"state": "absent", "keep_maps": False}, host,
                       tmp_path)

@@ -1,7 +1,9 @@
 """A changed build deployed while a blocklisted scanner floods the edges.
 
 The program is replaced in one step on the pinned maps, so the flood
-meets either the old program or the new one, never no program.
+meets either the old program or the new one, never no program: the BPF
+link that attaches it on each edge gets the new program, and netlink
+cannot remove it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,20 @@ FLOOD_UNIT = "fp-flood"
 FLOOD_STOP = "/run/fp-flood.stop"
 FLOOD_OUT = "/run/fp-flood.json"
 INVITES = fleet.KAMAILIO_INVITES
+LINK_PIN = fleet.PIN_DIR + "/link_eth0"
+
+
+def xdp_link(edge: fleet.Host) -> dict[str, Any]:
+    """The BPF link pinned for eth0 (id, type, prog_id), as bpftool reads
+    it."""
+    return json.loads(edge.run("bpftool --json link show pinned %s",
+                               LINK_PIN))
 
 
 def snapshot() -> dict[str, dict[str, Any]]:
     counters = fleet.counters()
-    return {edge.name: {"xdp": edge.xdp(), "maps": edge.map_ids(),
+    return {edge.name: {"xdp": edge.xdp(), "link": xdp_link(edge),
+                        "maps": edge.map_ids(),
                         "lists": edge.lists(), "counters": counters[edge.name],
                         "invites": edge.kamailio_stat(INVITES)}
             for edge in EDGES}
@@ -78,6 +89,22 @@ def test_each_edge_runs_the_new_build_natively(upgrade: dict) -> None:
                     for when in ("before", "after"))
         assert new["tag"] != old["tag"]
         assert new["mode"] == "native"
+
+
+def test_the_same_bpf_link_runs_the_new_build(upgrade: dict) -> None:
+    for edge in EDGES:
+        before, after = (upgrade[when][edge.name]
+                         for when in ("before", "after"))
+        assert before["link"]["prog_id"] == before["xdp"]["id"]
+        assert after["link"]["id"] == before["link"]["id"]
+        assert after["link"]["prog_id"] == after["xdp"]["id"]
+
+
+def test_netlink_cannot_detach_the_upgraded_program(upgrade: dict) -> None:
+    for edge in EDGES:
+        # Succeeds only when ip fails, for the link's reason.
+        edge.run("ip link set dev eth0 xdp off 2>&1 | grep -q 'BPF XDP link'")
+        assert edge.xdp()["id"] == upgrade["after"][edge.name]["xdp"]["id"]
 
 
 def test_the_maps_are_the_same_maps(upgrade: dict) -> None:
