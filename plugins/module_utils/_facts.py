@@ -23,7 +23,7 @@ import re
 import socket
 import struct
 
-from . import _abi, _bpf, _files
+from . import _abi, _bpf, _bpf_link, _files
 from ._runner import PACKAGES, Runner
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
@@ -217,22 +217,22 @@ def xdp_links() -> list[dict]:
     link_id: int | None = 0
     while True:
         try:
-            link_id = _bpf.link_next_id(link_id or 0)
+            link_id = _bpf_link.link_next_id(link_id or 0)
         except OSError:
             return found
         if link_id is None:
             return found
         try:
-            fd = _bpf.link_fd_by_id(link_id)
+            fd = _bpf_link.link_fd_by_id(link_id)
         except OSError:
             continue        # gone meanwhile
         try:
-            info = _bpf.link_info(fd)
+            info = _bpf_link.link_info(fd)
         except OSError:
             continue
         finally:
             os.close(fd)
-        if info.type == _bpf.BPF_LINK_TYPE_XDP and info.ifindex:
+        if info.type == _bpf_link.BPF_LINK_TYPE_XDP and info.ifindex:
             found.append({"id": info.id, "prog_id": info.prog_id,
                           "ifindex": info.ifindex})
 

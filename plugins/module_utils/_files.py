@@ -38,6 +38,16 @@ def temp_path(dest: str) -> str:
     return path
 
 
+def remove_stale_temps(dest: str) -> None:
+    """Remove the temporary files temp_path() made for dest that a killed
+    writer left behind. Call it only while holding dest's lock."""
+    directory = os.path.dirname(dest) or "."
+    prefix = ".%s." % os.path.basename(dest)
+    for name in os.listdir(directory):
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            os.unlink(os.path.join(directory, name))
+
+
 def remove(path: str) -> None:
     if os.path.exists(path):
         os.unlink(path)

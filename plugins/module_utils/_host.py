@@ -4,10 +4,12 @@
 # https://www.gnu.org/licenses/gpl-3.0.txt)
 """The kernel boundary of xdp_attach: every read and change it makes.
 
-Private to this collection. bpf() goes through _bpf, `ip` and `bpftool`
-through the one Runner, bpffs paths through os. Nothing here decides
-anything: _current reads through it, _apply changes through it, and the
-unit tests replace it with a fake that records each call.
+Private to this collection. bpf() goes through _bpf (links through
+_bpf_link), rtnetlink through _netlink, `ip` and `bpftool` through the one
+Runner, bpffs paths through os; the words of a failure are _messages'.
+Nothing here decides anything: _current reads through it, _apply changes
+through it, and the unit tests replace it with a fake that records each
+call.
 
 Pin layout under pin_dir: one pin per map, by its name (shared by every
 interface of the host); one pin per interface for its program
@@ -19,7 +21,7 @@ A program attaches through a BPF link where the kernel has them (5.9 and
 later): only the link's holder, the pin, can change or remove it, so a
 stray `ip link set dev X xdp off` or another loader's netlink attach
 fails instead of removing the program. `ip` attaches through netlink on
-older kernels. One change goes through rtnetlink from here rather than
+older kernels. One change goes through rtnetlink (_netlink) rather than
 `ip`: the move of a netlink attachment to a link, which the kernel cannot
 do in one step (it refuses a link while a netlink program is attached),
 so that the detach and the link follow each other without a process
@@ -33,133 +35,13 @@ __metaclass__ = type
 import errno
 import json
 import os
-import re
 import socket
-import struct
 from typing import Sequence
 
-from . import _abi, _bpf, _facts, _pins
+from . import _abi, _bpf, _bpf_link, _facts, _netlink, _pins
 from ._errors import FastpathError, first_line
+from ._messages import IP_KEYWORDS, attach_argv, load_failure, verifier_tail
 from ._runner import Runner
-
-LOG_TAIL_LINES = 30
-
-# Attach modes as `ip -json link` names them, and `ip link set` keywords.
-IP_KEYWORDS = {"native": "xdpdrv", "generic": "xdpgeneric",
-               "offload": "xdpoffload"}
-
-
-def verifier_tail(stderr: str | None, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of the verifier log in bpftool's stderr (the whole
-    stderr's tail when there is no log)."""
-    text = stderr or ""
-    begin = text.find("-- BEGIN PROG LOAD LOG --")
-    end = text.find("-- END PROG LOAD LOG --")
-    if begin >= 0 and end > begin:
-        text = text[begin + len("-- BEGIN PROG LOAD LOG --"):end]
-    kept = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
-
-
-def load_failure(stderr: str | None, obj: str, program: str) -> str:
-    """The sentence for a failed `bpftool prog loadall`."""
-    err = stderr or ""
-    reuse = re.search(r"couldn't reuse pinned map at '([^']+)'", err)
-    if reuse:
-        return ("The pinned map %s does not have the layout of the map of "
-                "the same name in %s: nothing was changed; save its entries "
-                "and remove the pin, or choose another pin_dir."
-                % (reuse.group(1), obj))
-    if "PROG LOAD LOG" in err:
-        return ("The kernel's verifier rejected %s from %s: fix the "
-                "program; the program attached before was left as it was. "
-                "The verifier log ends with:\n%s"
-                % (program, obj, verifier_tail(err)))
-    errors = [line for line in err.splitlines() if line.startswith("Error")]
-    return ("bpftool could not load %s (%s): check that it is an XDP object "
-            "built for this kernel; nothing was changed."
-            % (obj, errors[0] if errors else first_line(err)))
-
-
-def attach_argv(ip: str, ifname: str, mode: str, pin: str,
-                replace: bool = False) -> list[str]:
-    return ([ip] + (["-force"] if replace else [])
-            + ["link", "set", "dev", ifname, IP_KEYWORDS[mode], "pinned",
-               pin])
-
-
-def hex_bytes(data: bytes) -> str:
-    return " ".join("%02x" % b for b in data)
-
-
-# XDP through rtnetlink (include/uapi/linux/rtnetlink.h, if_link.h).
-RTM_SETLINK = 19
-NLM_F_REQUEST, NLM_F_ACK = 1, 4
-NLMSG_ERROR = 2
-NLM_F_ACK_TLVS = 0x200
-NLMSGERR_ATTR_MSG = 1
-SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
-IFLA_XDP, NLA_F_NESTED = 43, 1 << 15
-IFLA_XDP_FD, IFLA_XDP_FLAGS, IFLA_XDP_EXPECTED_FD = 1, 3, 8
-XDP_FLAGS_UPDATE_IF_NOEXIST, XDP_FLAGS_REPLACE = 1 << 0, 1 << 4
-# The flag of each attach mode, for netlink and for BPF_LINK_CREATE.
-XDP_MODE_FLAGS = {"generic": _bpf.XDP_FLAGS_SKB_MODE,
-                  "native": _bpf.XDP_FLAGS_DRV_MODE}
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    size = 4 + len(payload)
-    return struct.pack("=HH", size, kind) + payload + b"\0" * (-size % 4)
-
-
-def netlink_set_xdp(ifindex: int, prog_fd: int, flags: int,
-                    expected_fd: int | None = None) -> None:
-    """Attach prog_fd (-1: detach) on ifindex with one RTM_SETLINK, as
-    `ip link set dev X xdp...` does; with expected_fd, only if the program
-    attached now is that fd's (XDP_FLAGS_REPLACE, 5.7+). Raise OSError with
-    the kernel's message."""
-    xdp = _nla(IFLA_XDP_FD, struct.pack("=i", prog_fd))
-    if expected_fd is not None:
-        flags |= XDP_FLAGS_REPLACE
-        xdp += _nla(IFLA_XDP_EXPECTED_FD, struct.pack("=i", expected_fd))
-    xdp += _nla(IFLA_XDP_FLAGS, struct.pack("=I", flags))
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, ifindex, 0, 0) + \
-        _nla(IFLA_XDP | NLA_F_NESTED, xdp)
-    request = struct.pack("=IHHII", 16 + len(body), RTM_SETLINK,
-                          NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
-                       socket.NETLINK_ROUTE) as sock:
-        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        sock.send(request)
-        reply = sock.recv(65536)
-    size, kind, reply_flags = struct.unpack_from("=IHH", reply)
-    if kind != NLMSG_ERROR:
-        raise OSError(errno.EPROTO, "unexpected rtnetlink reply %d" % kind)
-    err = -struct.unpack_from("=i", reply, 16)[0]
-    if not err:
-        return
-    said = ""
-    offset = 16 + 4 + 16        # nlmsghdr, error, the request's nlmsghdr
-    while reply_flags & NLM_F_ACK_TLVS and offset + 4 <= size:
-        length, attr = struct.unpack_from("=HH", reply, offset)
-        if length < 4:
-            break
-        if attr == NLMSGERR_ATTR_MSG:
-            said = reply[offset + 4:offset + length].split(b"\0")[0].decode(
-                "utf-8", "replace")
-        offset += (length + 3) & ~3
-    error = OSError(err, "%s%s" % (os.strerror(err),
-                                   " (%s)" % said if said else ""))
-    error.said = said       # the kernel's own words, or ""
-    raise error
-
-
-def link_error(e: OSError) -> str:
-    """A failed bpf() link call in words: 'ERANGE: Numerical result out of
-    range'. The kernel gives no message for a link, only the number."""
-    return "%s: %s" % (errno.errorcode.get(e.errno, str(e.errno)),
-                       os.strerror(e.errno) if e.errno else e)
 
 
 class Loaded:
@@ -216,14 +98,14 @@ class Host:
         except OSError:
             return None
         try:
-            if not _bpf.is_link_fd(fd):
+            if not _bpf_link.is_link_fd(fd):
                 return None
-            info = _bpf.link_info(fd)
+            info = _bpf_link.link_info(fd)
         except OSError:
             return None
         finally:
             os.close(fd)
-        if info.type != _bpf.BPF_LINK_TYPE_XDP:
+        if info.type != _bpf_link.BPF_LINK_TYPE_XDP:
             return None
         return {"id": info.id, "prog_id": info.prog_id,
                 "ifindex": info.ifindex}
@@ -361,7 +243,7 @@ class Host:
         """Pin the link at path, in the place of whatever is pinned there.
         The fd keeps the link attached while its old pin, if that was the
         pin, goes."""
-        fd = _bpf.link_fd_by_id(link_id)
+        fd = _bpf_link.link_fd_by_id(link_id)
         try:
             self.unlink(path)
             _bpf.obj_pin(fd, path)
@@ -432,28 +314,11 @@ class Host:
         ifindex = socket.if_nametoindex(ifname)
         prog_fd = _bpf.obj_get(prog_pin)
         try:
-            link_fd = _bpf.link_create_xdp(prog_fd, ifindex,
-                                           XDP_MODE_FLAGS[mode])
+            link_fd = _bpf_link.link_create_xdp(
+                prog_fd, ifindex, _netlink.XDP_MODE_FLAGS[mode])
         finally:
             os.close(prog_fd)
-        self._pin_link(link_fd, link_pin)
-
-    @staticmethod
-    def _pin_link(link_fd: int, path: str) -> None:
-        """Pin a new link and close its fd. If the pin fails the link is
-        detached first: the kernel frees a link from a work queue, a
-        moment after its last fd, and the interface must be free at
-        once for what comes next."""
-        try:
-            _bpf.obj_pin(link_fd, path)
-        except OSError:
-            try:
-                _bpf.link_detach(link_fd)
-            except OSError:
-                pass        # closing the fd frees it, a moment later
-            raise
-        finally:
-            os.close(link_fd)
+        _bpf_link.pin_link(link_fd, link_pin)
 
     def update_link(self, link_id: int, prog_pin: str,
                     old_prog_id: int) -> None:
@@ -461,10 +326,10 @@ class Host:
         still runs old_prog_id (EPERM otherwise)."""
         fds = []
         try:
-            fds.append(_bpf.link_fd_by_id(link_id))
+            fds.append(_bpf_link.link_fd_by_id(link_id))
             fds.append(_bpf.obj_get(prog_pin))
             fds.append(_bpf.prog_fd_by_id(old_prog_id))
-            _bpf.link_update(*fds)
+            _bpf_link.link_update(*fds)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -472,90 +337,27 @@ class Host:
     def detach_link(self, ref: str | int) -> None:
         """Detach the program of a link, by its pin or its id; a pin, if
         any, stays, of a link that attaches nothing."""
-        fd = _bpf.link_fd_by_id(ref) if isinstance(ref, int) else \
+        fd = _bpf_link.link_fd_by_id(ref) if isinstance(ref, int) else \
             _bpf.obj_get(ref)
         try:
-            _bpf.link_detach(fd)
+            _bpf_link.link_detach(fd)
         finally:
             os.close(fd)
+
+    # Changes through rtnetlink (_netlink).
 
     def driver_says(self, ifname: str, mode: str, prog_pin: str
                     ) -> str | None:
         """Why the driver refuses prog_pin's program in mode, in its own
-        words, or None. The kernel keeps the message of a refused link to
-        a tracepoint; netlink returns it. A refused netlink attach changes
-        nothing; one that the driver takes after all is detached at
-        once."""
-        try:
-            ifindex = socket.if_nametoindex(ifname)
-            fd = _bpf.obj_get(prog_pin)
-        except OSError:
-            return None
-        flags = XDP_MODE_FLAGS[mode]
-        try:
-            netlink_set_xdp(ifindex, fd, flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
-        except OSError as e:
-            return getattr(e, "said", "") or None
-        else:
-            netlink_set_xdp(ifindex, -1, flags, expected_fd=fd)
-            return None
-        finally:
-            os.close(fd)
+        words, or None (_netlink.driver_says)."""
+        return _netlink.driver_says(ifname, mode, prog_pin)
 
     def move_to_link(self, ifname: str, mode: str, old_pin: str,
                      prog_pin: str, link_pin: str) -> None:
         """Swap old_pin's program, attached to ifname through netlink in
-        mode, for a link of prog_pin's program pinned at link_pin. The
-        kernel refuses a link while a netlink program is attached (EBUSY),
-        so the program is detached first, only if it is still old_pin's,
-        and the link created right after, with every fd already open. If
-        the link fails, old_pin's program is attached again before the
-        FastpathError is raised; if that fails too, the error's
-        undo_failed says so."""
-        ifindex = socket.if_nametoindex(ifname)
-        flags = XDP_MODE_FLAGS[mode]
-        fds = []
-        try:
-            fds.append(_bpf.obj_get(old_pin))
-            fds.append(_bpf.obj_get(prog_pin))
-            old_fd, new_fd = fds
-            try:
-                netlink_set_xdp(ifindex, -1, flags, expected_fd=old_fd)
-            except OSError as e:
-                raise FastpathError(
-                    "Could not detach the program on %s to move it to a "
-                    "BPF link (%s): it was left attached as it was; if "
-                    "another tool changed it meanwhile, run again."
-                    % (ifname, e.strerror))
-            try:
-                self._pin_link(_bpf.link_create_xdp(new_fd, ifindex, flags),
-                               link_pin)
-            except OSError as e:
-                error = FastpathError(
-                    "The kernel refused a BPF link for the program on %s in "
-                    "%s mode (%s): the program attached before is attached "
-                    "again through netlink, as it was; run again once the "
-                    "cause is gone." % (ifname, mode, link_error(e)))
-                try:
-                    netlink_set_xdp(ifindex, old_fd,
-                                    flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
-                except OSError as back:
-                    by_hand = " ".join(attach_argv("ip", ifname, mode,
-                                                   old_pin))
-                    error = FastpathError(
-                        "The kernel refused a link for the program on %s "
-                        "in %s mode (%s), and attaching the program that "
-                        "was there again failed (%s): %s has no XDP program; "
-                        "attach it by hand: %s" % (
-                            ifname, mode, link_error(e), back, ifname,
-                            by_hand),
-                        undo_failed=[dict(
-                            step="the %s program on %s" % (mode, ifname),
-                            error=str(back), by_hand=by_hand)])
-                raise error
-        finally:
-            for fd in fds:
-                os.close(fd)
+        mode, for a link of prog_pin's program pinned at link_pin
+        (_netlink.move_to_link); raise FastpathError."""
+        _netlink.move_to_link(ifname, mode, old_pin, prog_pin, link_pin)
 
     def write_ports(self, ref: str | int, ports: list[int],
                     clear: Sequence[int] = ()) -> None:
@@ -570,22 +372,3 @@ class Host:
     def write_flags(self, ref: str | int, flags: int) -> None:
         with self._open(ref) as m:
             m.update(_abi.U32.pack(0), _abi.SETTINGS.pack(flags, 0))
-
-
-# The commands that do a change by hand, for what an undo could not do.
-
-
-def by_hand_update(path: str, entries: list[tuple[bytes, bytes]]) -> str:
-    return "; ".join("bpftool map update pinned %s key hex %s value hex %s"
-                     % (path, hex_bytes(key), hex_bytes(value))
-                     for key, value in entries)
-
-
-def by_hand_ports(path: str, ports: list[int], clear: list[int]) -> str:
-    return by_hand_update(path, [(_abi.U32.pack(p), b"\1") for p in ports]
-                          + [(_abi.U32.pack(p), b"\0") for p in clear])
-
-
-def by_hand_flags(path: str, flags: int) -> str:
-    return by_hand_update(path, [(_abi.U32.pack(0),
-                                  _abi.SETTINGS.pack(flags, 0))])

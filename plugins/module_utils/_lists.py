@@ -14,7 +14,6 @@ from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
-import os
 import socket
 import struct
 import threading
@@ -22,7 +21,7 @@ import time
 import zlib
 from typing import IO, Iterable
 
-from . import _abi, _bpf, _facts, _ledger
+from . import _abi, _bpf
 from ._errors import FastpathError
 from ._input import quote
 
@@ -299,168 +298,6 @@ def entry_fields(raw: bytes) -> tuple[int, int]:
     """(expires_ns, source) of a raw fp_entry value."""
     expires, source, _reserved = _abi.ENTRY.unpack(raw)
     return expires, source
-
-
-class Plan:
-    """What one trie needs to equal its Target: entries to write (new, or
-    with another value), keys to delete, and what each held before (None:
-    nothing), to put back on a failure."""
-
-    def __init__(self) -> None:
-        self.write_keys: list[bytes] = []
-        self.write_values: list[bytes] = []
-        self.delete: list[bytes] = []
-        self.old: dict[bytes, bytes] = {}     # keys the trie holds
-        self.new_keys = 0           # of write_keys: not in the trie yet
-        self.delete_first = 0       # deletes that must make room first
-
-    def size_after(self, current: int) -> int:
-        return current + self.new_keys - len(self.delete)
-
-    def make_room(self, current: int, max_entries: int) -> None:
-        """Writes go before deletes, so that a run stopped half way has
-        removed nothing that its list still holds. Only when the trie
-        cannot hold both at once do the deletes that make room come first."""
-        peak = current + self.new_keys
-        self.delete_first = min(len(self.delete), max(0, peak - max_entries))
-
-
-def plan_target(current: Entries, target: _ledger.Target, managed: set[int],
-                remove: set[bytes]) -> Plan:
-    """The changes that make a trie hold `target`.
-
-    Entries outside the target go when their owner's tag is `managed` (an
-    owner of the ledger) or their key is in `remove` (state absent);
-    entries that another tool wrote are left alone. The biggest group of
-    the target (most of a big list) is compared with set operations only.
-    """
-    plan = Plan()
-    have = current.keys
-    big = max(target.groups, key=lambda t: len(target.groups[t]),
-              default=0)
-    common = _abi.ENTRY.pack(0, big, 0)
-    others = current.others(common)
-
-    def now(key: bytes) -> bytes | None:
-        return others.get(key, common) if key in have else None
-
-    def write(key: bytes, value: bytes) -> None:
-        old = now(key)
-        if old == value:
-            return
-        plan.write_keys.append(key)
-        plan.write_values.append(value)
-        if old is None:
-            plan.new_keys += 1
-        else:
-            plan.old[key] = old
-
-    for tag, group in target.groups.items():
-        value = _abi.ENTRY.pack(0, tag, 0)
-        if tag == big:
-            missing = group - have
-            plan.write_keys.extend(missing)
-            plan.write_values.extend([value] * len(missing))
-            plan.new_keys += len(missing)
-            for key in [k for k in others if k in group]:
-                write(key, value)
-        else:
-            for key in group:
-                write(key, value)
-    for key, value in target.expiring.items():
-        write(key, value)
-    for key in have - target.permanent:
-        if key in target.expiring:
-            continue
-        raw = others.get(key, common)
-        if key in remove or entry_fields(raw)[1] in managed:
-            plan.delete.append(key)
-            plan.old[key] = raw
-    return plan
-
-
-class Done:
-    """How far an apply got: the leading write_keys written, and the keys
-    deleted (a key already gone counts as deleted)."""
-
-    def __init__(self) -> None:
-        self.written = 0
-        self.deleted: list[bytes] = []
-
-
-class ApplyError(OSError):
-    """An apply that stopped part way; `done` says how far it got."""
-
-    def __init__(self, cause: OSError, done: Done) -> None:
-        OSError.__init__(self, cause.errno, str(cause))
-        self.done = done
-
-
-def _delete(trie: _bpf.Map, keys: list[bytes], done: Done) -> None:
-    try:
-        trie.delete_batch(b"".join(keys))
-    except OSError as e:
-        done.deleted.extend(keys[:getattr(e, "done", 0)])
-        raise
-    done.deleted.extend(keys)
-
-
-def apply_plan(trie: _bpf.Map, plan: Plan) -> Done:
-    """Delete what must make room, write, then delete the rest. Raises
-    ApplyError, which says exactly what was done, for undo()."""
-    done = Done()
-    try:
-        _delete(trie, plan.delete[:plan.delete_first], done)
-        if plan.write_keys:
-            try:
-                trie.update_batch(b"".join(plan.write_keys),
-                                  b"".join(plan.write_values))
-            except OSError as e:
-                done.written = getattr(e, "done", 0)
-                raise
-            done.written = len(plan.write_keys)
-        _delete(trie, plan.delete[plan.delete_first:], done)
-    except OSError as e:
-        raise ApplyError(e, done)
-    return done
-
-
-def undo(trie: _bpf.Map, plan: Plan, done: Done) -> list[str]:
-    """Put back what `done` changed; the failures, one line each."""
-    failed = []
-    for key in plan.write_keys[:done.written]:
-        old = plan.old.get(key)
-        try:
-            if old is None:
-                trie.delete(key)
-            else:
-                trie.update(key, old)
-        except OSError as e:
-            failed.append("%s in %s (%s)" % (key_text(key), trie.name, e))
-    for key in done.deleted:
-        try:
-            trie.update(key, plan.old[key])
-        except OSError as e:
-            failed.append("%s in %s (%s)" % (key_text(key), trie.name, e))
-    return failed
-
-
-def open_pair(pin_dir: str, list_name: str) -> list[_bpf.Map]:
-    """The v4 and v6 tries of a list, opened from their pins."""
-    if _facts.bpffs_mount(pin_dir) is None:
-        raise FastpathError(_facts.NOT_ON_BPFFS % pin_dir)
-    tries = []
-    for name in LISTS[list_name]:
-        path = os.path.join(pin_dir, name)
-        if not os.path.exists(path):
-            for trie in tries:
-                trie.close()
-            raise FastpathError(
-                "The map %s is not pinned under %s: attach the program "
-                "with vos.fastpath.xdp_attach first, or set pin_dir."
-                % (name, pin_dir))
-        tries.append(_bpf.Map.open_pinned(path))
-    return tries
 
 
 class Reader(threading.Thread):

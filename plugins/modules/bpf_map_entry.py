@@ -275,7 +275,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
     _abi, _defaults, _files, _input, _ledger, _lists, _lock, _pins,
-    _snapshot)
+    _snapshot, _trie_change)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 
@@ -424,14 +424,14 @@ def apply(tries, plans):
     Returns the failures of that undo (empty: all was put back)."""
     for index, (trie, plan) in enumerate(zip(tries, plans)):
         try:
-            _lists.apply_plan(trie, plan)
-        except _lists.ApplyError as e:
-            failed = _lists.undo(trie, plan, e.done)
+            _trie_change.apply_plan(trie, plan)
+        except _trie_change.ApplyError as e:
+            failed = _trie_change.undo(trie, plan, e.done)
             for earlier, done_plan in zip(tries[:index], plans[:index]):
-                done = _lists.Done()
+                done = _trie_change.Done()
                 done.written = len(done_plan.write_keys)
                 done.deleted = done_plan.delete
-                failed += _lists.undo(earlier, done_plan, done)
+                failed += _trie_change.undo(earlier, done_plan, done)
             return "%s (%s)" % (trie.name, e.strerror or e), failed
     return None, []
 
@@ -448,6 +448,7 @@ def change(module, tries, result):
         reader.join()
         raise FastpathError("%s. Nothing was changed." % e.msg.rstrip("."))
     current = kernel_read("the %s maps" % p["map"], reader.result)
+    check_state_dirs(p, path)
     interrupted = os.path.exists(path + ".applying")
     ledger, fresh = load_ledger(module, path, current, result)
     old_names = dict(ledger.names)
@@ -463,8 +464,8 @@ def change(module, tries, result):
     if tag in ledger.tags():
         ledger.names[tag] = p["source"]
     remove = desired if p["state"] == "absent" else (set(), set())
-    plans = [_lists.plan_target(current[i], ledger.target(i), managed,
-                                remove[i]) for i in (0, 1)]
+    plans = [_trie_change.plan_target(current[i], ledger.target(i),
+                                      managed, remove[i]) for i in (0, 1)]
     for trie, plan, have in zip(tries, plans, current):
         size = plan.size_after(len(have))
         if size > trie.max_entries:
@@ -511,16 +512,35 @@ def change(module, tries, result):
     commit(module, tries, plans, ledger, path, dirty)
 
 
+def state_dirs(params, path):
+    """The directories the saved file lives in, outermost first."""
+    if params["save_to"]:
+        return [os.path.dirname(path)]
+    return [params["state_dir"], os.path.dirname(path)]
+
+
+def check_state_dirs(params, path):
+    """Refuse a state directory another user could write, before anything
+    is read from it (commit() creates missing ones)."""
+    for directory in state_dirs(params, path):
+        if os.path.lexists(directory):
+            _pins.check_private_dir(directory, _pins.STATE_DIR)
+
+
 def commit(module, tries, plans, ledger, path, dirty):
     """Save the ledger, then make the maps match it. A marker next to the
     file tells the next run when this one stopped in between."""
     p = module.params
     marker = path + ".applying"
     old_file = _snapshot.read_bytes(path)
-    if not p["save_to"]:
-        _pins.make_private_dir(p["state_dir"], _pins.STATE_DIR)
-    _pins.make_private_dir(os.path.dirname(path), _pins.STATE_DIR)
+    nothing = dict(changed=False, saved=False)
+    for directory in state_dirs(p, path):
+        try:
+            _pins.make_private_dir(directory, _pins.STATE_DIR)
+        except FastpathError as e:
+            raise FastpathError(e.msg, **nothing)
     try:
+        _files.remove_stale_temps(path)
         _files.write_atomically(marker, b"")
         if dirty:
             _snapshot.save(path, _snapshot.render(p["map"], p["pin_dir"],
@@ -528,7 +548,7 @@ def commit(module, tries, plans, ledger, path, dirty):
     except (IOError, OSError) as e:
         raise FastpathError("Saving the %s to %s failed (%s): nothing was "
                             "changed; fix the path or free space."
-                            % (p["map"], path, e.strerror or e))
+                            % (p["map"], path, e.strerror or e), **nothing)
     failure, undo_failed = apply(tries, plans)
     if failure and undo_failed:
         raise FastpathError(

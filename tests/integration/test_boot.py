@@ -21,11 +21,12 @@ import yaml
 from plugins.module_utils import (
     _abi,
     _bpf,
+    _bpf_link,
     _defaults,
     _facts,
-    _host,
     _lists,
     _lock,
+    _messages,
     _plan,
     _tag_cache,
 )
@@ -91,21 +92,21 @@ def detach_by_hand(ifname: str) -> None:
     link = _facts.xdp_link_of(_facts.xdp_links(),
                               socket.if_nametoindex(ifname), prog)
     if link:
-        fd = _bpf.link_fd_by_id(link["id"])
+        fd = _bpf_link.link_fd_by_id(link["id"])
         try:
-            _bpf.link_detach(fd)
+            _bpf_link.link_detach(fd)
         finally:
             os.close(fd)
     else:
         ip("link", "set", "dev", ifname,
-           _host.IP_KEYWORDS[prog["mode"]], "off")
+           _messages.IP_KEYWORDS[prog["mode"]], "off")
 
 
 def link_attaches(pin_dir: Path, ifname: str, prog_id: int) -> bool:
     """The link pinned for ifname attaches prog_id to it."""
     fd = _bpf.obj_get(str(pin_dir / _abi.link_pin_name(ifname)))
     try:
-        info = _bpf.link_info(fd)
+        info = _bpf_link.link_info(fd)
     finally:
         os.close(fd)
     return (info.prog_id, info.ifindex) == (

@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from plugins.module_utils import _abi, _bpf, _counters, _facts, _lock
+from plugins.module_utils import (
+    _abi,
+    _bpf,
+    _bpf_link,
+    _counters,
+    _facts,
+    _lock,
+)
 from tests.dataplane import frames
 from tests.integration.ansible_run import run_module
 from tests.integration.conftest import REPO, ip, veth_pair
@@ -124,7 +131,7 @@ def pinned_link(pin_dir: Path, ifname: str) -> dict[str, int] | None:
         return None
     fd = _bpf.obj_get(str(path))
     try:
-        info = _bpf.link_info(fd)
+        info = _bpf_link.link_info(fd)
     finally:
         os.close(fd)
     return {"id": info.id, "prog_id": info.prog_id, "ifindex": info.ifindex}
@@ -455,8 +462,8 @@ def test_foreign_link_is_refused_by_name_then_detached_with_force(
                     str(theirs / "prog"), "type", "xdp"], check=True)
     prog_fd = _bpf.obj_get(str(theirs / "prog"))
     try:
-        link_fd = _bpf.link_create_xdp(prog_fd, socket.if_nametoindex(veth),
-                                       _bpf.XDP_FLAGS_DRV_MODE)
+        link_fd = _bpf_link.link_create_xdp(
+            prog_fd, socket.if_nametoindex(veth), _bpf_link.XDP_FLAGS_DRV_MODE)
     finally:
         os.close(prog_fd)
     _bpf.obj_pin(link_fd, str(theirs / "link"))
@@ -478,7 +485,7 @@ def test_foreign_link_is_refused_by_name_then_detached_with_force(
     # Their pin is left, of a link that attaches nothing any more.
     fd = _bpf.obj_get(str(theirs / "link"))
     try:
-        assert _bpf.link_info(fd).ifindex == 0
+        assert _bpf_link.link_info(fd).ifindex == 0
     finally:
         os.close(fd)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from plugins.module_utils import _facts, _lists
+from plugins.module_utils import _facts, _lists, _pins
 from tests.playbooks.playbook_run import write_inventory
 from tests.trie_entries import read_entries
 
@@ -59,7 +59,7 @@ class LabHost:
     def entries(self, list_name: str) -> dict[str, tuple[int, int]]:
         """{cidr: (expires_ns, source)} of both tries of a list."""
         out: dict[str, tuple[int, int]] = {}
-        for trie in _lists.open_pair(str(self.pin_dir), list_name):
+        for trie in _pins.open_list_maps(str(self.pin_dir), list_name):
             with trie:
                 for key, fields in read_entries(trie).fields().items():
                     out[_lists.key_text(key)] = fields

@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from plugins.module_utils import _lists, _snapshot
+from plugins.module_utils import _pins, _snapshot
 from tests.playbooks.conftest import LabHost, list_file
 from tests.playbooks.playbook_run import PlaybookResult, run_playbook
 from tests.playbooks.test_deploy import assert_ok
@@ -53,7 +53,7 @@ def kept_state(host: LabHost) -> dict[str, object]:
 def map_rows(host: LabHost, list_name: str) -> list[dict[bytes, bytes]]:
     """Per family, {key: raw fp_entry} of the list's trie."""
     rows = []
-    for trie in _lists.open_pair(str(host.pin_dir), list_name):
+    for trie in _pins.open_list_maps(str(host.pin_dir), list_name):
         with trie:
             keys, values = trie.lookup_batch(chunk=65536)
             ksize, vsize = trie.key_size, trie.value_size

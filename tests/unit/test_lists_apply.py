@@ -8,7 +8,7 @@ import errno
 
 import pytest
 
-from plugins.module_utils import _abi, _ledger, _lists
+from plugins.module_utils import _abi, _ledger, _lists, _trie_change
 
 SEC = 10**9
 NOW = 5000 * SEC
@@ -148,9 +148,9 @@ def target() -> _ledger.Target:
     return ledger.target(0)
 
 
-def planned(trie: FakeTrie) -> _lists.Plan:
+def planned(trie: FakeTrie) -> _trie_change.Plan:
     have = read(trie)
-    plan = _lists.plan_target(have, target(), {A, B}, {FOREIGN_ABSENT})
+    plan = _trie_change.plan_target(have, target(), {A, B}, {FOREIGN_ABSENT})
     plan.make_room(len(have), trie.max_entries)
     return plan
 
@@ -182,7 +182,7 @@ def test_plan_writes_new_and_changed_keys_and_deletes_unclaimed_ones() -> None:
 
 def test_plan_leaves_entries_of_owners_it_does_not_manage() -> None:
     trie = FakeTrie(ORIGINAL)
-    plan = _lists.plan_target(read(trie), target(), {A}, set())
+    plan = _trie_change.plan_target(read(trie), target(), {A}, set())
     # B is not managed here: its unclaimed key stays, its key that A now
     # claims is still written.
     assert sorted(plan.delete) == [GONE_A]
@@ -192,8 +192,8 @@ def test_plan_leaves_entries_of_owners_it_does_not_manage() -> None:
 
 def test_plan_deletes_any_owners_key_listed_for_removal() -> None:
     trie = FakeTrie(ORIGINAL)
-    plan = _lists.plan_target(read(trie), _ledger.Target(), set(),
-                              {FOREIGN_ABSENT, GONE_B, NEW[0]})
+    plan = _trie_change.plan_target(read(trie), _ledger.Target(), set(),
+                                    {FOREIGN_ABSENT, GONE_B, NEW[0]})
     assert sorted(plan.delete) == sorted([FOREIGN_ABSENT, GONE_B])
     assert plan.write_keys == []
 
@@ -206,7 +206,7 @@ def test_plan_of_a_trie_that_already_matches_is_empty() -> None:
 
 def test_plan_rewrites_a_foreign_entry_the_target_claims() -> None:
     trie = FakeTrie({NEW[0]: entry(0, FOREIGN)})
-    plan = _lists.plan_target(read(trie), target(), {A, B}, set())
+    plan = _trie_change.plan_target(read(trie), target(), {A, B}, set())
     assert NEW[0] in plan.write_keys
     assert plan.old[NEW[0]] == entry(0, FOREIGN)
 
@@ -216,16 +216,16 @@ def test_plan_rewrites_a_foreign_entry_the_target_claims() -> None:
 
 def test_apply_makes_the_trie_equal_to_the_target() -> None:
     trie = FakeTrie(ORIGINAL)
-    done = _lists.apply_plan(trie, planned(trie))
+    done = _trie_change.apply_plan(trie, planned(trie))
     assert trie.entries == wanted()
     assert done.written == 6 and len(done.deleted) == 3
-    assert _lists.plan_target(read(trie), target(), {A, B}, set()
-                              ).write_keys == []
+    again = _trie_change.plan_target(read(trie), target(), {A, B}, set())
+    assert again.write_keys == []
 
 
 def test_writes_go_before_deletes() -> None:
     trie = FakeTrie(ORIGINAL)
-    _lists.apply_plan(trie, planned(trie))
+    _trie_change.apply_plan(trie, planned(trie))
     assert trie.changes() == ["update_batch 6", "delete_batch 3"]
 
 
@@ -236,7 +236,7 @@ def test_near_capacity_only_the_needed_deletes_go_first(room: int,
     trie = FakeTrie(ORIGINAL, max_entries=room)
     plan = planned(trie)
     assert plan.delete_first == first
-    _lists.apply_plan(trie, plan)
+    _trie_change.apply_plan(trie, plan)
     assert trie.entries == wanted()
     expected = ["delete_batch %d" % first] if first else []
     expected += ["update_batch 6"]
@@ -251,12 +251,12 @@ def test_a_trie_that_cannot_hold_the_writes_is_refused_by_the_fake() -> None:
     trie = FakeTrie(ORIGINAL, max_entries=10)
     plan = planned(trie)
     plan.delete_first = 0
-    with pytest.raises(_lists.ApplyError) as err:
-        _lists.apply_plan(trie, plan)
+    with pytest.raises(_trie_change.ApplyError) as err:
+        _trie_change.apply_plan(trie, plan)
     assert err.value.errno == errno.ENOSPC
     new = [i for i, k in enumerate(plan.write_keys) if k not in ORIGINAL]
     assert err.value.done.written == new[3]     # 7 + 3 new: full
-    assert _lists.undo(trie, plan, err.value.done) == []
+    assert _trie_change.undo(trie, plan, err.value.done) == []
     assert trie.entries == ORIGINAL
 
 
@@ -264,7 +264,7 @@ def test_a_key_someone_else_deleted_counts_as_deleted() -> None:
     trie = FakeTrie(ORIGINAL)
     plan = planned(trie)
     del trie.entries[plan.delete[0]]
-    done = _lists.apply_plan(trie, plan)
+    done = _trie_change.apply_plan(trie, plan)
     assert done.deleted == plan.delete
     assert trie.entries == wanted()
 
@@ -274,10 +274,10 @@ def test_a_key_someone_else_deleted_before_a_failure_is_put_back() -> None:
     plan = planned(trie)
     del trie.entries[plan.delete[0]]
     trie.fail(2, "delete_batch")
-    with pytest.raises(_lists.ApplyError) as err:
-        _lists.apply_plan(trie, plan)
+    with pytest.raises(_trie_change.ApplyError) as err:
+        _trie_change.apply_plan(trie, plan)
     assert err.value.done.deleted == plan.delete[:2]
-    assert _lists.undo(trie, plan, err.value.done) == []
+    assert _trie_change.undo(trie, plan, err.value.done) == []
     assert trie.entries == ORIGINAL
 
 
@@ -287,7 +287,7 @@ def test_a_key_someone_else_deleted_before_a_failure_is_put_back() -> None:
 def steps(room: int) -> list[tuple[str, int]]:
     """(operation, element) of every element apply_plan hands the kernel."""
     trie = FakeTrie(ORIGINAL, max_entries=room)
-    _lists.apply_plan(trie, planned(trie))
+    _trie_change.apply_plan(trie, planned(trie))
     counted: dict[str, int] = {}
     out = []
     for op, keys in trie.calls:
@@ -297,7 +297,7 @@ def steps(room: int) -> list[tuple[str, int]]:
     return out
 
 
-def undo_steps(trie: FakeTrie, plan: _lists.Plan, done: _lists.Done
+def undo_steps(trie: FakeTrie, plan: _trie_change.Plan, done: _trie_change.Done
                ) -> list[bytes]:
     """The keys undo() will put back, in its order."""
     return plan.write_keys[:done.written] + done.deleted
@@ -308,12 +308,12 @@ FAULTS = [(room, op, n) for room in ROOMS for op, n in steps(room)]
 
 
 def failed_apply(room: int, op: str, n: int
-                 ) -> tuple[FakeTrie, _lists.Plan, _lists.Done]:
+                 ) -> tuple[FakeTrie, _trie_change.Plan, _trie_change.Done]:
     trie = FakeTrie(ORIGINAL, max_entries=room)
     plan = planned(trie)
     trie.fail(n, op)
-    with pytest.raises(_lists.ApplyError) as err:
-        _lists.apply_plan(trie, plan)
+    with pytest.raises(_trie_change.ApplyError) as err:
+        _trie_change.apply_plan(trie, plan)
     assert err.value.errno == errno.EIO
     return trie, plan, err.value.done
 
@@ -333,7 +333,7 @@ def test_a_failure_at_any_element_is_undone_exactly(room: int, op: str,
     assert len(undo_steps(trie, plan, done)) == sum(
         1 for k in set(ORIGINAL) | set(trie.entries)
         if ORIGINAL.get(k) != trie.entries.get(k))
-    assert _lists.undo(trie, plan, done) == []
+    assert _trie_change.undo(trie, plan, done) == []
     assert trie.entries == ORIGINAL
 
 
@@ -348,7 +348,7 @@ def test_a_failing_undo_returns_each_failure(room: int, op: str,
     for m, stuck in enumerate(undone):
         trie.entries = dict(after)
         trie.fail(m, "update", "delete")
-        failed = _lists.undo(trie, plan, done)
+        failed = _trie_change.undo(trie, plan, done)
         assert failed == ["%s in block_v4 (%s)" % (
             _lists.key_text(stuck), "[Errno 5] injected EIO")]
         assert trie.faults == []
@@ -367,7 +367,7 @@ def test_an_undo_that_fails_throughout_reports_every_step(
     undone = undo_steps(trie, plan, done)
     for _step in undone:
         trie.fail(0, "update", "delete")
-    failed = _lists.undo(trie, plan, done)
+    failed = _trie_change.undo(trie, plan, done)
     assert len(failed) == len(undone)
     assert [f.split(" in ")[0] for f in failed] == [
         _lists.key_text(k) for k in undone]

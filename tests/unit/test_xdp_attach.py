@@ -18,12 +18,15 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.vos.fastpath.plugins.module_utils import (
     _abi,
     _apply,
+    _apply_attach,
     _attach_run,
     _current,
     _defaults,
     _elf,
     _host,
     _lock,
+    _messages,
+    _netlink,
     _plan,
     _tag_cache,
 )
@@ -326,12 +329,12 @@ def test_layout_mismatch_names_the_map_and_the_difference() -> None:
 
 
 def test_verifier_tail_keeps_the_last_lines_of_the_log() -> None:
-    tail = _host.verifier_tail(VERIFIER_STDERR)
+    tail = _messages.verifier_tail(VERIFIER_STDERR)
     lines = tail.splitlines()
     assert len(lines) == 30
     assert lines[-1] == "R1 offset is outside of the packet"
     assert "END PROG LOAD LOG" not in tail
-    assert _host.verifier_tail("Error: no such file\n") == \
+    assert _messages.verifier_tail("Error: no such file\n") == \
         "Error: no such file"
 
 
@@ -422,26 +425,26 @@ def test_missing_interface_fails_with_its_name() -> None:
 
 def test_auto_falls_back_to_generic_only_on_a_refusal() -> None:
     host, run = host_with()
-    place = _apply.LinkPlace(host, "/t", "/l")
+    place = _apply_attach.LinkPlace(host, "/t", "/l")
     refused = (2, "", "Error: veth: Peer MTU is too large to set XDP.\n")
     run.side_effect = [refused, (0, "", "")]
-    mode, reason, method = _apply.attach_new(host, "eth0", "auto", "/p",
-                                             "netlink", place, _apply.Undo())
+    mode, reason, method = _apply_attach.attach_new(
+        host, "eth0", "auto", "/p", "netlink", place, _apply.Undo())
     assert (mode, method) == ("generic", "netlink")
     assert "Peer MTU is too large" in reason
     run.side_effect = [(2, "", "Error: XDP program already attached.\n")]
     with pytest.raises(FastpathError):
-        _apply.attach_new(host, "eth0", "auto", "/p", "netlink", place,
-                          _apply.Undo())
+        _apply_attach.attach_new(host, "eth0", "auto", "/p", "netlink",
+                                 place, _apply.Undo())
 
 
 def test_link_errors_are_named_and_busy_is_not_a_refusal() -> None:
-    words = _host.link_error(OSError(errno.ERANGE, "x"))
+    words = _messages.link_error(OSError(errno.ERANGE, "x"))
     assert words == "ERANGE: Numerical result out of range"
-    assert _apply.is_refusal(FastpathError("m", stderr=words))
+    assert _apply_attach.is_refusal(FastpathError("m", stderr=words))
     for busy in (errno.EBUSY, errno.EEXIST):
-        assert not _apply.is_refusal(FastpathError(
-            "m", stderr=_host.link_error(OSError(busy, "x"))))
+        assert not _apply_attach.is_refusal(FastpathError(
+            "m", stderr=_messages.link_error(OSError(busy, "x"))))
 
 
 class FakeSocket:
@@ -471,37 +474,38 @@ def nlmsgerr(err: int, said: str = "") -> bytes:
     tlv = b""
     if said:
         text = said.encode() + b"\0"
-        tlv = _host._nla(_host.NLMSGERR_ATTR_MSG, text)
-    body = _host.struct.pack("=i", -err) + b"\0" * 16 + tlv
-    return _host.struct.pack("=IHHII", 16 + len(body), _host.NLMSG_ERROR,
-                             _host.NLM_F_ACK_TLVS if said else 0, 1, 0) + body
+        tlv = _netlink._nla(_netlink.NLMSGERR_ATTR_MSG, text)
+    body = _netlink.struct.pack("=i", -err) + b"\0" * 16 + tlv
+    return _netlink.struct.pack(
+        "=IHHII", 16 + len(body), _netlink.NLMSG_ERROR,
+        _netlink.NLM_F_ACK_TLVS if said else 0, 1, 0) + body
 
 
 def test_netlink_detach_asks_for_the_program_read_and_quotes_the_kernel(
 ) -> None:
     sock = FakeSocket(nlmsgerr(errno.EEXIST,
                                "Active program does not match expected"))
-    with mock.patch.object(_host.socket, "socket", return_value=sock), \
+    with mock.patch.object(_netlink.socket, "socket", return_value=sock), \
             pytest.raises(OSError) as err:
-        _host.netlink_set_xdp(7, -1, _host.XDP_MODE_FLAGS["native"],
-                              expected_fd=5)
+        _netlink.netlink_set_xdp(7, -1, _netlink.XDP_MODE_FLAGS["native"],
+                                 expected_fd=5)
     assert err.value.errno == errno.EEXIST
     assert "(Active program does not match expected)" in str(err.value)
     req = sock.sent
-    assert _host.struct.unpack_from("=IH", req) == (len(req),
-                                                    _host.RTM_SETLINK)
-    assert _host.struct.unpack_from("=i", req, 20)[0] == 7    # ifindex
+    assert _netlink.struct.unpack_from("=IH", req) == (
+        len(req), _netlink.RTM_SETLINK)
+    assert _netlink.struct.unpack_from("=i", req, 20)[0] == 7    # ifindex
     # IFLA_XDP nested: fd -1, the expected fd, then the flags.
     nested = req[36:]
-    assert _host.struct.unpack_from("=HHi", nested, 0)[1:] == \
-        (_host.IFLA_XDP_FD, -1)
-    assert _host.struct.unpack_from("=HHi", nested, 8)[1:] == \
-        (_host.IFLA_XDP_EXPECTED_FD, 5)
-    assert _host.struct.unpack_from("=HHI", nested, 16)[1:] == \
-        (_host.IFLA_XDP_FLAGS, 4 | _host.XDP_FLAGS_REPLACE)
+    assert _netlink.struct.unpack_from("=HHi", nested, 0)[1:] == \
+        (_netlink.IFLA_XDP_FD, -1)
+    assert _netlink.struct.unpack_from("=HHi", nested, 8)[1:] == \
+        (_netlink.IFLA_XDP_EXPECTED_FD, 5)
+    assert _netlink.struct.unpack_from("=HHI", nested, 16)[1:] == \
+        (_netlink.IFLA_XDP_FLAGS, 4 | _netlink.XDP_FLAGS_REPLACE)
     ok = FakeSocket(nlmsgerr(0))
-    with mock.patch.object(_host.socket, "socket", return_value=ok):
-        _host.netlink_set_xdp(7, 9, 2)
+    with mock.patch.object(_netlink.socket, "socket", return_value=ok):
+        _netlink.netlink_set_xdp(7, 9, 2)
 
 
 @pytest.fixture
@@ -510,18 +514,18 @@ def syscalls(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     old program's pin, fd 11 the new one's."""
     calls: list[tuple] = []
     fds = {"/old": 10, "/new": 11}
-    monkeypatch.setattr(_host.socket, "if_nametoindex", lambda name: 7)
-    monkeypatch.setattr(_host._bpf, "obj_get", lambda path: fds[path])
-    monkeypatch.setattr(_host.os, "close", lambda fd: None)
+    monkeypatch.setattr(_netlink.socket, "if_nametoindex", lambda name: 7)
+    monkeypatch.setattr(_netlink._bpf, "obj_get", lambda path: fds[path])
+    monkeypatch.setattr(_netlink.os, "close", lambda fd: None)
 
     def netlink(*args: Any, **kwargs: Any) -> None:
         calls.append(("netlink", args, kwargs))
-    monkeypatch.setattr(_host, "netlink_set_xdp", netlink)
+    monkeypatch.setattr(_netlink, "netlink_set_xdp", netlink)
 
     def refuse(*args: Any) -> int:
         calls.append(("link_create", args))
         raise OSError(errno.ERANGE, "Numerical result out of range")
-    monkeypatch.setattr(_host._bpf, "link_create_xdp", refuse)
+    monkeypatch.setattr(_netlink._bpf_link, "link_create_xdp", refuse)
     return calls
 
 
@@ -532,11 +536,12 @@ def test_move_detaches_only_the_program_read_and_puts_it_back(
         host.move_to_link("eth0", "native", "/old", "/new", "/t/link")
     assert "attached again through netlink, as it was" in err.value.msg
     assert "ERANGE" in err.value.msg
-    drv = _host.XDP_MODE_FLAGS["native"]
+    drv = _netlink.XDP_MODE_FLAGS["native"]
     assert syscalls == [
         ("netlink", (7, -1, drv), {"expected_fd": 10}),
         ("link_create", (11, 7, drv)),
-        ("netlink", (7, 10, drv | _host.XDP_FLAGS_UPDATE_IF_NOEXIST), {})]
+        ("netlink", (7, 10, drv | _netlink.XDP_FLAGS_UPDATE_IF_NOEXIST),
+         {})]
 
 
 def test_move_whose_put_back_fails_says_how_to_do_it_by_hand(
@@ -544,7 +549,7 @@ def test_move_whose_put_back_fails_says_how_to_do_it_by_hand(
     def netlink(ifindex: int, fd: int, flags: int, **kwargs: Any) -> None:
         if fd != -1:
             raise OSError(errno.EBUSY, "Device or resource busy")
-    monkeypatch.setattr(_host, "netlink_set_xdp", netlink)
+    monkeypatch.setattr(_netlink, "netlink_set_xdp", netlink)
     host, _run = host_with()
     with pytest.raises(FastpathError) as err:
         host.move_to_link("eth0", "native", "/old", "/new", "/t/link")
