@@ -55,6 +55,17 @@ class Loaded:
         self.maps_dir = maps_dir
 
 
+def pinned_fd(path: str) -> int | None:
+    """An fd of the object pinned at path, or None when there is none (or
+    it cannot be opened)."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        return _bpf.obj_get(path)
+    except OSError:
+        return None
+
+
 class Host:
     """Every read and change of kernel state that xdp_attach makes."""
 
@@ -91,11 +102,8 @@ class Host:
     def pinned_link(self, path: str) -> dict | None:
         """{id, prog_id, ifindex} of the XDP link pinned at path (ifindex
         0: detached), or None when there is no link pin there."""
-        if not os.path.lexists(path):
-            return None
-        try:
-            fd = _bpf.obj_get(path)
-        except OSError:
+        fd = pinned_fd(path)
+        if fd is None:
             return None
         try:
             if not _bpf_link.is_link_fd(fd):
@@ -151,11 +159,8 @@ class Host:
         return found
 
     def pinned_prog_id(self, path: str) -> int | None:
-        if not os.path.lexists(path):
-            return None
-        try:
-            fd = _bpf.obj_get(path)
-        except OSError:
+        fd = pinned_fd(path)
+        if fd is None:
             return None
         try:
             return _bpf.prog_info(fd).id

@@ -393,10 +393,14 @@ def load_ledger(module, path, current, result):
                 "%s Nothing was changed: run deploy.yml (or this module with "
                 "restore: true), which sets it aside and saves the list the "
                 "maps hold, or put back a good copy." % e.msg)
-        aside = path if module.check_mode else _snapshot.set_aside(path)
-        module.warn("%s It was moved to %s, and the list the maps hold "
-                    "now is saved in its place." % (e.msg, aside))
-        result["set_aside"] = aside
+        if module.check_mode:
+            module.warn("%s It would be set aside, and the list the maps "
+                        "hold saved in its place." % e.msg)
+        else:
+            aside = _snapshot.set_aside(path)
+            module.warn("%s It was moved to %s, and the list the maps hold "
+                        "now is saved in its place." % (e.msg, aside))
+            result["set_aside"] = aside
         ledger = None
     if ledger is not None:
         return ledger, False
@@ -421,7 +425,8 @@ def owner_report(names, counts, expired):
 
 def apply(tries, plans):
     """Write every plan; on a failure put back exactly what this run did.
-    Returns the failures of that undo (empty: all was put back)."""
+    Returns (None, []) when all went in, else (the trie that failed and
+    why, the failures of the undo: empty when all was put back)."""
     for index, (trie, plan) in enumerate(zip(tries, plans)):
         try:
             _trie_change.apply_plan(trie, plan)

@@ -25,6 +25,15 @@ def built_object(root_required: None) -> Path:
     return OBJECT
 
 
+@pytest.fixture
+def maps(pin_dir: Path, built_object: Path) -> Path:
+    """The program loaded with its maps pinned under pin_dir."""
+    subprocess.run(["bpftool", "prog", "load", str(built_object),
+                    str(pin_dir / "prog"), "type", "xdp", "pinmaps",
+                    str(pin_dir)], check=True)
+    return pin_dir
+
+
 @contextlib.contextmanager
 def veth_pair(prefix: str) -> Iterator[str]:
     """A fresh veth pair, up, removed afterwards; yields the first end (the

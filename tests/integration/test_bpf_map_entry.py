@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 from plugins.module_utils import _abi, _bpf, _lists
 from tests.integration.ansible_run import run_module
 from tests.trie_entries import read_entries
 
 MODULE = "vos.fastpath.bpf_map_entry"
-
-
-@pytest.fixture
-def maps(pin_dir: Path, built_object: Path) -> Path:
-    """The program loaded with its maps pinned under pin_dir."""
-    subprocess.run(["bpftool", "prog", "load", str(built_object),
-                    str(pin_dir / "prog"), "type", "xdp", "pinmaps",
-                    str(pin_dir)], check=True)
-    return pin_dir
 
 
 def contents(pin_dir: Path, kind: str = "block") -> dict[str, tuple]:

@@ -101,15 +101,6 @@ def one_sentence(result: dict[str, Any], named: Path | None = None) -> str:
 
 # -- the kernel and the saved file --------------------------------------------
 
-@pytest.fixture
-def maps(pin_dir: Path, built_object: Path) -> Path:
-    """The program loaded with its maps pinned under pin_dir."""
-    subprocess.run(["bpftool", "prog", "load", str(built_object),
-                    str(pin_dir / "prog"), "type", "xdp", "pinmaps",
-                    str(pin_dir)], check=True)
-    return pin_dir
-
-
 def kernel(pin_dir: Path, kind: str = "block") -> Kernel:
     """Both tries of a list as {key: raw fp_entry}, v4 first."""
     out = []
