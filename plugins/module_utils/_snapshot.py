@@ -53,7 +53,7 @@ def boot_id() -> str:
 
 def layouts(list_name: str) -> list[tuple[str, int]]:
     """(trie name, key size) of the list's two tries, v4 first."""
-    return [(name, 8 if name.endswith("v4") else 20)
+    return [(name, _abi.MAPS[name].key_size)
             for name in _lists.LISTS[list_name]]
 
 
