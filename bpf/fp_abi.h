@@ -8,6 +8,20 @@
 #ifndef FP_ABI_H
 #define FP_ABI_H
 
+/* Request classes of the rate limits: the index of fp_limits budgets and
+ * fp_rate.tat_ns. Slots from FP_CLASS_USED on are reserved. */
+enum fp_class {
+	FP_CLASS_REGISTER = 0,
+	FP_CLASS_INVITE = 1,
+	FP_CLASS_OPTIONS = 2,
+	FP_CLASS_OTHER = 3,	/* any other request method */
+	FP_CLASS_SYN = 4,	/* a TCP connection attempt */
+	FP_CLASS_USED = 5,
+	FP_CLASS_SLOTS = 8,
+};
+
+#define FP_MAX_SIGNATURE_LEN	32
+
 struct fp_lpm_v4_key {
 	__u32 prefixlen;
 	__u8 addr[4];		/* network byte order */
@@ -34,11 +48,69 @@ struct fp_counter {
 	__u64 bytes;
 };
 
+/* A per-source budget for one request class: one request every
+ * interval_ns, up to burst at once (GCRA). interval_ns 0: no limit. */
+struct fp_budget {
+	__u64 interval_ns;
+	__u32 burst;		/* 0 counts as 1 */
+	__u32 reserved;
+};
+
+/* The `limits` map: budgets, bans and source aggregation. All zero (the
+ * empty map): no limits, no bans. */
+struct fp_limits {
+	struct fp_budget untrusted[FP_CLASS_SLOTS];	/* enum fp_class */
+	struct fp_budget trusted[FP_CLASS_SLOTS];
+	__u64 ban_after_ns;	/* over budget this long: ban; 0 = never */
+	__u64 ban_ns;		/* the ban's length after a rate limit */
+	__u64 scanner_ban_ns;	/* the ban's length after a fingerprint */
+	__u32 flags;		/* enum fp_limit_flag bits */
+	__u8 prefix_v4;		/* source aggregation; 0 = 32 */
+	__u8 prefix_v6;		/* 0 = 64 */
+	__u16 reserved;
+};
+
+/* Key of `rate_state` and `bans`: a source address masked to its
+ * aggregation prefix. */
+struct fp_source {
+	__u8 family;		/* 4 or 6 */
+	__u8 prefixlen;
+	__u16 reserved;
+	__u8 addr[16];		/* network byte order, masked; IPv4 in 0-3 */
+};
+
+/* Value of `rate_state`: the GCRA theoretical arrival time of each class
+ * and the current over-budget streak of the source. */
+struct fp_rate {
+	__u64 tat_ns[FP_CLASS_SLOTS];
+	__u64 over_since_ns;	/* first drop of the streak; 0 = none */
+	__u64 last_drop_ns;
+};
+
+/* Value of `bans`. */
+struct fp_ban {
+	__u64 expires_ns;	/* CLOCK_BOOTTIME */
+	__u32 reason;		/* enum fp_reason that caused it */
+	__u32 reserved;
+};
+
+/* Value of `scanner_sigs`: a User-Agent signature, in lower case. The
+ * first slot with len 0 ends the list. */
+struct fp_signature {
+	__u32 len;		/* 1 to FP_MAX_SIGNATURE_LEN */
+	__u32 reserved;
+	__u8 text[FP_MAX_SIGNATURE_LEN];
+};
+
 enum fp_flag {
 	FP_BLOCK_ALL_PORTS = 1 << 0,
 	FP_STEALTH_OFF = 1 << 1,
 	FP_MALFORMED_PASS = 1 << 2,
 	FP_SHADOW = 1 << 3,
+};
+
+enum fp_limit_flag {
+	FP_LIMIT_BANS = 1 << 0,	/* look sources up in `bans` */
 };
 
 /* Index of the `stats` map: each frame increments exactly one. */
@@ -52,6 +124,10 @@ enum fp_reason {
 	FP_NOT_SIP = 6,
 	FP_NON_IP = 7,
 	FP_REASON_MAX = 8,
+	/* Counted in `stats_ext` at index reason - FP_REASON_MAX. */
+	FP_BANNED = 8,
+	FP_SCANNER = 9,
+	FP_REASON_EXT_MAX = 16,
 };
 
 /* Index of the `proto_stats` map: one per frame with a valid IP header. */
@@ -73,6 +149,11 @@ enum fp_map_size {
 	FP_MAX_STATS = FP_REASON_MAX,
 	FP_MAX_PROTO_STATS = FP_PROTO_MAX,
 	FP_MAX_XSKS_MAP = 64,
+	FP_MAX_LIMITS = 1,
+	FP_MAX_RATE_STATE = 131072,
+	FP_MAX_BANS = 65536,
+	FP_MAX_STATS_EXT = FP_REASON_EXT_MAX - FP_REASON_MAX,
+	FP_MAX_SCANNER_SIGS = 32,
 };
 
 #endif /* FP_ABI_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * SIP payload classification for sip_logic.bpf.c ([step 9] of
+ * SIP payload classification for sip_logic.bpf.c ([step 10] of
  * docs/dataplane.md): keepalive, STUN, response, request or junk.
  */
 #ifndef FP_SIP_H
@@ -9,12 +9,11 @@
 enum fp_payload {
 	FP_PAYLOAD_JUNK = 0,
 	FP_PAYLOAD_SIP,
-	FP_PAYLOAD_OPTIONS,
+	FP_PAYLOAD_REQUEST,	/* with the class and skip above it */
 };
 
-#define FP_MAX_KEEPALIVE	4
+#define FP_MAX_KEEPALIVE	16
 #define FP_MAX_CRLF_PREFIX	4
-#define FP_MAX_METHOD		32
 #define FP_MAX_REQUEST_LINE	512	/* the CR LF lies within these bytes */
 #define FP_STUN_MIN		20
 #define FP_STUN_COOKIE		0x2112A442
@@ -52,7 +51,13 @@ static __always_inline int fp_is_digit(__u8 c)
 	return c >= '0' && c <= '9';
 }
 
-/* Up to four bytes, all CR or LF (an empty payload too). */
+/* A NAT keepalive: a payload of 0 to 16 bytes, each CR, LF, space, tab
+ * or NUL. Phones send runs of spaces as well as CR LF. */
+static __always_inline int fp_is_keepalive_byte(__u8 c)
+{
+	return c == '\r' || c == '\n' || c == ' ' || c == '\t' || c == 0;
+}
+
 static __always_inline int fp_is_keepalive(__u8 *p, __u32 len,
 					   void *data_end)
 {
@@ -63,7 +68,8 @@ static __always_inline int fp_is_keepalive(__u8 *p, __u32 len,
 	for (i = 0; i < FP_MAX_KEEPALIVE; i++) {
 		if (i >= len)
 			break;
-		if ((void *)(p + i + 1) > data_end || !fp_is_crlf(p[i]))
+		if ((void *)(p + i + 1) > data_end ||
+		    !fp_is_keepalive_byte(p[i]))
 			return 0;
 	}
 	return 1;
@@ -87,26 +93,43 @@ static __always_inline int fp_is_response(__u8 *s, __u32 len, void *data_end)
 	       fp_is_digit(s[8]) && fp_is_digit(s[9]) && fp_is_digit(s[10]);
 }
 
-/* A method token of 1 to 32 characters, then a space. Returns -1 when
- * there is none, 1 when the method is OPTIONS, else 0. */
-static __always_inline int fp_check_method(__u8 *s, __u32 len, void *data_end)
+/* The request class (enum fp_class) of the method token of i characters
+ * at s, whose space s[i] is in the frame. */
+static __always_inline int fp_method_class(__u8 *s, __u32 i, void *data_end)
 {
-	int i;
+	/* Shorter frames fail the request line rule anyway. */
+	if ((void *)(s + 8) > data_end)
+		return FP_CLASS_OTHER;
+	if (i == 8 && bpf_be64_to_cpu(*(__u64 *)s) ==
+	    FP_NUM8('R', 'E', 'G', 'I', 'S', 'T', 'E', 'R'))
+		return FP_CLASS_REGISTER;
+	if (i == 7 && bpf_be64_to_cpu(*(__u64 *)s) >> 8 ==
+	    FP_NUM8(0, 'O', 'P', 'T', 'I', 'O', 'N', 'S'))
+		return FP_CLASS_OPTIONS;
+	if (i == 6 && bpf_be64_to_cpu(*(__u64 *)s) >> 16 ==
+	    FP_NUM8(0, 0, 'I', 'N', 'V', 'I', 'T', 'E'))
+		return FP_CLASS_INVITE;
+	return FP_CLASS_OTHER;
+}
 
-	for (i = 0; i <= FP_MAX_METHOD; i++) {
-		if (i >= len || (void *)(s + i + 1) > data_end)
+/* The length of the method token at s: token characters, then a space,
+ * within the first FP_MAX_REQUEST_LINE bytes. Returns -1 when there is no
+ * method. */
+static __always_inline int fp_method_length(__u8 *s, __u32 len,
+					    void *data_end)
+{
+	__u32 limit = len < FP_MAX_REQUEST_LINE ? len : FP_MAX_REQUEST_LINE;
+	__u32 i;
+
+	for (i = 0; i < FP_MAX_REQUEST_LINE; i++) {
+		if (i >= limit || (void *)(s + i + 1) > data_end)
 			return -1;
 		if (s[i] == ' ')
-			break;
+			return i ? i : -1;
 		if (!fp_is_token(s[i]))
 			return -1;
 	}
-	if (i == 0 || i > FP_MAX_METHOD)
-		return -1;
-	/* The space is at s[i], so s[0..6] are in the frame when i == 7. */
-	return i == 7 && (void *)(s + 7) <= data_end &&
-	       s[0] == 'O' && s[1] == 'P' && s[2] == 'T' && s[3] == 'I' &&
-	       s[4] == 'O' && s[5] == 'N' && s[6] == 'S';
+	return -1;
 }
 
 /* Is the CR at s[cr] preceded by " SIP/2.0"? */

@@ -77,6 +77,14 @@ struct {
 	__uint(max_entries, FP_MAX_PROTO_STATS);
 } proto_stats SEC(".maps");
 
+/* Counters of the reasons from FP_REASON_MAX on: `stats` is full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_counter);
+	__uint(max_entries, FP_MAX_STATS_EXT);
+} stats_ext SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
 	__type(key, __u32);
@@ -117,7 +125,7 @@ static __always_inline void fp_count(void *map, __u32 index, __u64 bytes)
 	}
 }
 
-/* [step 10] A SIP UDP packet that passes goes to the AF_XDP socket of its
+/* [step 14] A SIP UDP packet that passes goes to the AF_XDP socket of its
  * rx queue when there is one. */
 static __always_inline int fp_pass_sip(struct xdp_md *ctx, __u32 *reason)
 {
@@ -141,6 +149,9 @@ static __always_inline int fp_pass_sip(struct xdp_md *ctx, __u32 *reason)
 /* Header offsets stay under 16 KiB: two VLAN tags, IPv6 and four 2 KiB
  * extension headers end 8254 bytes in. The mask shows it to the verifier. */
 #define FP_HDR_MASK	0x3fff
+
+#include "fp_limits.h"
+#include "fp_scanner.h"
 
 /* The four lists, for the global function below. */
 enum fp_list {
@@ -294,7 +305,22 @@ __noinline int fp_request_line_ok(struct xdp_md *ctx, __u32 offset,
 				     len & 0xffff, data_end);
 }
 
-/* Classify the UDP payload of len bytes at offset: enum fp_payload. */
+/* The method rule (fp_method_length) for the len bytes at offset, and the
+ * request class, or -1: its loop is verified once here. */
+__noinline int fp_method_class_at(struct xdp_md *ctx, __u32 offset,
+				  __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *s = data + (offset & FP_HDR_MASK);
+	int i = fp_method_length(s, len & 0xffff, data_end);
+
+	return i < 0 ? -1 : fp_method_class(s, i, data_end);
+}
+
+/* [step 10] Classify the UDP payload of len bytes at offset: FP_PAYLOAD_JUNK,
+ * FP_PAYLOAD_SIP for what is not a request, or a request: FP_PAYLOAD_REQUEST
+ * with its class in bits 8-15 and the CR LF bytes skipped in bits 16-23. */
 __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 				       __u32 len)
 {
@@ -302,7 +328,7 @@ __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 	void *data_end = (void *)(long)ctx->data_end;
 	__u8 *p = data + (offset & FP_HDR_MASK);
 	__u32 skip;
-	int options;
+	int class;
 
 	len &= 0xffff;
 	if (fp_is_keepalive(p, len, data_end) || fp_is_stun(p, len, data_end))
@@ -314,21 +340,74 @@ __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 	if (fp_is_response(p, len, data_end))
 		return FP_PAYLOAD_SIP;
 
-	options = fp_check_method(p, len, data_end);
-	if (options < 0 || !fp_request_line_ok(ctx, offset + skip, len))
+	class = fp_method_class_at(ctx, offset + skip, len);
+	if (class < 0 || !fp_request_line_ok(ctx, offset + skip, len))
 		return FP_PAYLOAD_JUNK;
-	return options ? FP_PAYLOAD_OPTIONS : FP_PAYLOAD_SIP;
+	return FP_PAYLOAD_REQUEST | class << 8 | skip << 16;
 }
 
-/* [step 9] The UDP length and payload of a packet for a SIP port. */
+/* The lazily looked-up trust of a packet's source ([step 5]). */
+struct fp_trust {
+	struct xdp_md *ctx;
+	__u32 saddr_off;
+	int is_v6;
+	int known;
+	int trusted;
+};
+
+static __always_inline int fp_trusted(struct fp_trust *t, void *data_end)
+{
+	void *data = (void *)(long)t->ctx->data;
+
+	if (!t->known) {
+		t->trusted = fp_listed(t->ctx, 0, t->is_v6,
+				       data + (t->saddr_off & FP_HDR_MASK),
+				       t->saddr_off, data_end);
+		t->known = 1;
+	}
+	return t->trusted;
+}
+
+/* [step 13] Is a request of the class over its source's budget? The
+ * allowlist is read only when the class has a budget. */
+static __always_inline int fp_rate_limited(struct fp_trust *t, __u32 class,
+					   void *data_end)
+{
+	struct fp_limits *lim = fp_limits();
+
+	if (!lim || (!fp_class_limited(lim, class, 0) &&
+		     !fp_class_limited(lim, class, 1)))
+		return 0;
+	return fp_over_budget(t->ctx, t->saddr_off, t->is_v6, class,
+			      fp_trusted(t, data_end));
+}
+
+/* [step 9] SIP over TCP: a connection attempt (SYN without ACK) is a
+ * request of class SYN. */
+static __always_inline int fp_check_tcp(struct tcphdr *tcp,
+					struct fp_trust *t, void *data_end,
+					__u32 *reason)
+{
+	if ((void *)(tcp + 1) <= data_end && tcp->syn && !tcp->ack &&
+	    fp_rate_limited(t, FP_CLASS_SYN, data_end)) {
+		*reason = FP_RATE_LIMITED;
+		return XDP_DROP;
+	}
+	*reason = FP_PASSED;
+	return XDP_PASS;
+}
+
+/* [step 10] to [step 14] for a packet for a SIP UDP port. */
 static __always_inline int fp_check_udp(struct xdp_md *ctx,
 					struct udphdr *udp, __u32 udp_off,
 					__u32 ip_end, __u32 info, __u32 flags,
-					__u32 *reason)
+					struct fp_trust *t, __u32 *reason)
 {
+	void *data_end = (void *)(long)ctx->data_end;
 	__u32 udp_len = bpf_ntohs(udp->len);
 	__u32 room = ip_end > udp_off ? ip_end - udp_off : 0;
-	__u32 len;
+	__u32 len, class, skip;
+	int kind, sig;
 
 	if (udp_len < sizeof(*udp))
 		goto malformed;
@@ -341,22 +420,44 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 		len = udp_len - sizeof(*udp);
 	}
 
-	switch (fp_classify_udp_payload(ctx, udp_off + sizeof(*udp), len)) {
-	case FP_PAYLOAD_SIP:
+	kind = fp_classify_udp_payload(ctx, udp_off + sizeof(*udp), len);
+	if (kind == FP_PAYLOAD_SIP)
 		return fp_pass_sip(ctx, reason);
-	case FP_PAYLOAD_OPTIONS:
-		if (!(flags & FP_STEALTH_OFF)) {
-			*reason = FP_OPTIONS_DROPPED;
-			return XDP_DROP;
-		}
-		return fp_pass_sip(ctx, reason);
+	if (kind == FP_PAYLOAD_JUNK)
+		goto malformed;
+	class = (kind >> 8) & 0xff;
+	skip = (kind >> 16) & 0xff;
+
+	/* [step 11] */
+	sig = fp_scanner_match(ctx, udp_off + sizeof(*udp) + skip,
+			       len - skip);
+	if (sig >= 0 && !fp_trusted(t, data_end)) {
+		fp_count(&scanner_hits, sig, data_end - (void *)(long)ctx->data);
+		fp_ban_scanner(ctx, t->saddr_off, t->is_v6);
+		*reason = FP_SCANNER;
+		return XDP_DROP;
 	}
+	/* [step 12] */
+	if (class == FP_CLASS_OPTIONS && !(flags & FP_STEALTH_OFF) &&
+	    !fp_trusted(t, data_end)) {
+		*reason = FP_OPTIONS_DROPPED;
+		return XDP_DROP;
+	}
+	/* [step 13] */
+	if (fp_rate_limited(t, class, data_end)) {
+		*reason = FP_RATE_LIMITED;
+		return XDP_DROP;
+	}
+	return fp_pass_sip(ctx, reason);
+
 malformed:
+	if (fp_trusted(t, data_end))
+		return fp_pass_sip(ctx, reason);
 	*reason = FP_MALFORMED;
 	return flags & FP_MALFORMED_PASS ? XDP_PASS : XDP_DROP;
 }
 
-/* [step 3] to [step 10] for a packet with a valid IP header. Returns the
+/* [step 3] to [step 14] for a packet with a valid IP header. Returns the
  * action in bits 0-7 and the stats reason above them. */
 __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 			 __u32 flags)
@@ -372,6 +473,9 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	int is_tcp = (info & 0xff) == FP_IPPROTO_TCP;
 	int reachable = !!(info & FP_INFO_L4);
 	struct udphdr *l4 = data + l4_off; /* dest is at that offset in TCP */
+	struct fp_trust trust = {
+		.ctx = ctx, .saddr_off = saddr_off, .is_v6 = is_v6,
+	};
 	__u32 reason = FP_NOT_SIP;
 	int action = XDP_PASS;
 	int is_sip = 0;
@@ -385,34 +489,30 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	if (!is_sip && reachable && !(flags & FP_BLOCK_ALL_PORTS))
 		goto out;
 
-	/* [step 6] the blocklist, then [step 7] to [step 9]. */
-	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end)) {
+	/* [step 6] the blocklist, then [step 7] the bans; [step 5], trusted
+	 * sources, is looked up only to overturn their drop, so that the
+	 * common case, a source in neither list, costs one trie lookup. */
+	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end) &&
+	    !fp_trusted(&trust, data_end)) {
 		reason = FP_BLOCKED;
 		action = XDP_DROP;
-	} else if (!is_sip) {
 		goto out;
-	} else if (is_tcp) {
-		reason = FP_PASSED;
+	}
+	if (fp_banned(ctx, saddr_off, is_v6) &&
+	    !fp_trusted(&trust, data_end)) {
+		reason = FP_BANNED;
+		action = XDP_DROP;
 		goto out;
-	} else {
-		action = fp_check_udp(ctx, l4, l4_off, ip_end, info, flags,
+	}
+	/* [step 8] */
+	if (!is_sip)
+		goto out;
+	if (is_tcp)
+		action = fp_check_tcp((struct tcphdr *)l4, &trust, data_end,
 				      &reason);
-		if (reason == FP_PASSED || reason == FP_REDIRECTED)
-			goto out;
-	}
-
-	/* [step 5], trusted sources, comes last: a trusted source gets exactly
-	 * the verdict that an untrusted one got above when that verdict was a
-	 * plain pass, so the allowlist is looked up only to overturn a drop
-	 * or a MALFORMED count. */
-	if (fp_listed(ctx, 0, is_v6, saddr, saddr_off, data_end)) {
-		action = XDP_PASS;
-		reason = FP_NOT_SIP;
-		if (is_sip && is_udp)
-			action = fp_pass_sip(ctx, &reason);
-		else if (is_sip)
-			reason = FP_PASSED;
-	}
+	else
+		action = fp_check_udp(ctx, l4, l4_off, ip_end, info, flags,
+				      &trust, &reason);
 out:
 	return action | reason << 8;
 }
@@ -459,7 +559,10 @@ int sip_xdp_prog(struct xdp_md *ctx)
 		reason = verdict >> 8;
 		fp_count(&proto_stats, pkt.proto_class, bytes);
 	}
-	fp_count(&stats, reason, bytes);
+	if (reason < FP_REASON_MAX)
+		fp_count(&stats, reason, bytes);
+	else
+		fp_count(&stats_ext, reason - FP_REASON_MAX, bytes);
 
 	/* FP_SHADOW: counted as a drop above, returned as a pass. */
 	if (action == XDP_DROP && (flags & FP_SHADOW))

@@ -24,6 +24,7 @@ DEFAULT_PIN_DIR = "/sys/fs/bpf/vos_fastpath"
 # Map types of include/uapi/linux/bpf.h used by the program.
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_HASH = 9
 BPF_MAP_TYPE_LPM_TRIE = 11
 BPF_MAP_TYPE_XSKMAP = 17
 BPF_F_NO_PREALLOC = 1
@@ -40,6 +41,19 @@ FP_BLOCK_ALL_PORTS = 1 << 0
 FP_STEALTH_OFF = 1 << 1
 FP_MALFORMED_PASS = 1 << 2
 FP_SHADOW = 1 << 3
+
+# fp_limits.flags bits.
+FP_LIMIT_BANS = 1 << 0
+
+# Request classes (enum fp_class): the index of the budgets in fp_limits
+# and of fp_rate.tat_ns. Slots from len(CLASSES) to CLASS_SLOTS are
+# reserved.
+CLASSES = ("REGISTER", "INVITE", "OPTIONS", "OTHER", "SYN")
+FP_CLASS_REGISTER, FP_CLASS_INVITE, FP_CLASS_OPTIONS, FP_CLASS_OTHER, \
+    FP_CLASS_SYN = range(len(CLASSES))
+CLASS_SLOTS = 8
+MAX_SIGNATURE_LEN = 32
+MIN_SIGNATURE_LEN = 4
 
 SETTINGS_FLAGS = {
     "block_all_ports": FP_BLOCK_ALL_PORTS,
@@ -68,9 +82,23 @@ REASON_HELP = {
     "BLOCKED": "source in the blocklist",
     "MALFORMED": "packet for a SIP UDP port that is not SIP",
     "REDIRECTED": "redirected to an AF_XDP socket",
-    "RATE_LIMITED": "reserved",
+    "RATE_LIMITED": "request over its source's budget",
     "NOT_SIP": "IP packet not for a SIP port, passed",
     "NON_IP": "not IPv4/IPv6, or a truncated or invalid IP header, passed",
+}
+
+# `stats_ext` indexes, in order: reason FP_REASON_MAX + index. Its other
+# slots are reserved.
+REASONS_EXT = (
+    "BANNED",
+    "SCANNER",
+)
+FP_BANNED, FP_SCANNER = range(len(REASONS), len(REASONS) + len(REASONS_EXT))
+STATS_EXT_SLOTS = 8
+
+REASON_EXT_HELP = {
+    "BANNED": "source banned for a while (rate limit or scanner)",
+    "SCANNER": "request whose User-Agent matches a scanner signature",
 }
 
 # `proto_stats` indexes, in order.
@@ -88,6 +116,7 @@ PROTO_HELP = {
 # names in index order, one-line explanation per name).
 COUNTER_MAPS = {
     "stats": (REASONS, REASON_HELP),
+    "stats_ext": (REASONS_EXT, REASON_EXT_HELP),
     "proto_stats": (PROTOS, PROTO_HELP),
 }
 
@@ -115,6 +144,15 @@ LPM_V6_KEY = struct.Struct("=I16s")    # struct fp_lpm_v6_key
 ENTRY = struct.Struct("=QII")          # struct fp_entry
 SETTINGS = struct.Struct("=II")        # struct fp_settings
 COUNTER = struct.Struct("=QQ")         # struct fp_counter
+BUDGET = struct.Struct("=QII")         # struct fp_budget
+# struct fp_limits: untrusted and trusted budgets (interval_ns, burst,
+# reserved per slot), ban_after_ns, ban_ns, scanner_ban_ns, flags,
+# prefix_v4, prefix_v6, reserved.
+LIMITS = struct.Struct("=" + "QII" * (2 * CLASS_SLOTS) + "QQQIBBH")
+SOURCE = struct.Struct("=BBH16s")      # struct fp_source
+RATE = struct.Struct("=" + "Q" * CLASS_SLOTS + "QQ")   # struct fp_rate
+BAN = struct.Struct("=QII")            # struct fp_ban
+SIGNATURE = struct.Struct("=II%ds" % MAX_SIGNATURE_LEN)  # fp_signature
 U32 = struct.Struct("=I")
 U8 = struct.Struct("=B")
 
@@ -126,6 +164,21 @@ STRUCTS = {
                   ("reserved", 12, 4)], 16),
     "fp_settings": ([("flags", 0, 4), ("reserved", 4, 4)], 8),
     "fp_counter": ([("packets", 0, 8), ("bytes", 8, 8)], 16),
+    "fp_budget": ([("interval_ns", 0, 8), ("burst", 8, 4),
+                   ("reserved", 12, 4)], 16),
+    "fp_limits": ([("untrusted", 0, 128), ("trusted", 128, 128),
+                   ("ban_after_ns", 256, 8), ("ban_ns", 264, 8),
+                   ("scanner_ban_ns", 272, 8), ("flags", 280, 4),
+                   ("prefix_v4", 284, 1), ("prefix_v6", 285, 1),
+                   ("reserved", 286, 2)], 288),
+    "fp_source": ([("family", 0, 1), ("prefixlen", 1, 1),
+                   ("reserved", 2, 2), ("addr", 4, 16)], 20),
+    "fp_rate": ([("tat_ns", 0, 64), ("over_since_ns", 64, 8),
+                 ("last_drop_ns", 72, 8)], 80),
+    "fp_ban": ([("expires_ns", 0, 8), ("reason", 8, 4),
+                ("reserved", 12, 4)], 16),
+    "fp_signature": ([("len", 0, 4), ("reserved", 4, 4),
+                      ("text", 8, MAX_SIGNATURE_LEN)], 40),
 }
 
 MAPS = {
@@ -145,8 +198,22 @@ MAPS = {
         MapSpec("proto_stats", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16,
                 len(PROTOS)),
         MapSpec("xsks_map", BPF_MAP_TYPE_XSKMAP, 4, 4, 64),
+        MapSpec("stats_ext", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16,
+                STATS_EXT_SLOTS),
+        MapSpec("limits", BPF_MAP_TYPE_ARRAY, 4, LIMITS.size, 1),
+        MapSpec("rate_state", BPF_MAP_TYPE_LRU_HASH, SOURCE.size,
+                RATE.size, 131072),
+        MapSpec("bans", BPF_MAP_TYPE_LRU_HASH, SOURCE.size, BAN.size,
+                65536),
+        MapSpec("scanner_sigs", BPF_MAP_TYPE_ARRAY, 4, SIGNATURE.size, 32),
+        MapSpec("scanner_hits", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, 32),
     )
 }
+
+# The maps of the first release (0.1.0): a host running it has these
+# pinned and none of the others.
+MAPS_0_1 = ("sip_ports", "allow_v4", "allow_v6", "block_v4", "block_v6",
+            "settings", "stats", "proto_stats", "xsks_map")
 
 # Constants of bpf/fp_abi.h checked against the header by the mirror test.
 HEADER_CONSTANTS = {
@@ -156,10 +223,19 @@ HEADER_CONSTANTS = {
     "FP_SHADOW": FP_SHADOW,
     "FP_REASON_MAX": len(REASONS),
     "FP_PROTO_MAX": len(PROTOS),
+    "FP_LIMIT_BANS": FP_LIMIT_BANS,
+    "FP_CLASS_USED": len(CLASSES),
+    "FP_CLASS_SLOTS": CLASS_SLOTS,
+    "FP_MAX_SIGNATURE_LEN": MAX_SIGNATURE_LEN,
+    "FP_REASON_EXT_MAX": len(REASONS) + STATS_EXT_SLOTS,
 }
 HEADER_CONSTANTS.update(("FP_" + name, i) for i, name in enumerate(REASONS))
 HEADER_CONSTANTS.update(
+    ("FP_" + name, len(REASONS) + i) for i, name in enumerate(REASONS_EXT))
+HEADER_CONSTANTS.update(
     ("FP_PROTO_" + name, i) for i, name in enumerate(PROTOS))
+HEADER_CONSTANTS.update(
+    ("FP_CLASS_" + name, i) for i, name in enumerate(CLASSES))
 HEADER_CONSTANTS.update(
     ("FP_MAX_" + name.upper(), spec.max_entries)
     for name, spec in MAPS.items())

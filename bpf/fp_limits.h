@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Per-source rate limits and local bans for sip_logic.bpf.c ([step 7] and
+ * [step 13] of docs/dataplane.md). Included after its maps and helpers.
+ */
+#ifndef FP_LIMITS_H
+#define FP_LIMITS_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_limits);
+	__uint(max_entries, FP_MAX_LIMITS);
+} limits SEC(".maps");
+
+/* Shared by every CPU, so a source has one budget wherever its packets
+ * land; least recently used sources make room for new ones. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct fp_source);
+	__type(value, struct fp_rate);
+	__uint(max_entries, FP_MAX_RATE_STATE);
+} rate_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct fp_source);
+	__type(value, struct fp_ban);
+	__uint(max_entries, FP_MAX_BANS);
+} bans SEC(".maps");
+
+/* Tries of the compare-and-swap that advances a bucket before the request
+ * counts as over budget: only CPUs racing on one source retry. */
+#define FP_CAS_TRIES	4
+
+static __always_inline struct fp_limits *fp_limits(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&limits, &zero);
+}
+
+/* The source address at saddr_off masked to its aggregation prefix. */
+static __always_inline int fp_source_key(struct xdp_md *ctx, __u32 saddr_off,
+					 int is_v6, struct fp_limits *lim,
+					 struct fp_source *key)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	void *saddr = data + (saddr_off & FP_HDR_MASK);
+	__u64 hi, lo, mask;
+	__u32 a4, p;
+
+	if (is_v6) {
+		if (saddr + 16 > data_end)
+			return -1;
+		p = lim->prefix_v6 ? lim->prefix_v6 : 64;
+		__builtin_memcpy(&hi, saddr, 8);
+		__builtin_memcpy(&lo, saddr + 8, 8);
+		hi = bpf_be64_to_cpu(hi);
+		lo = bpf_be64_to_cpu(lo);
+		if (p < 64) {
+			hi &= ~0ULL << (64 - p);
+			lo = 0;
+		} else if (p == 64) {
+			lo = 0;
+		} else if (p < 128) {
+			lo &= ~0ULL << (128 - p);
+		} else {
+			p = 128;
+		}
+		hi = bpf_cpu_to_be64(hi);
+		lo = bpf_cpu_to_be64(lo);
+		key->family = 6;
+		__builtin_memcpy(key->addr, &hi, 8);
+		__builtin_memcpy(key->addr + 8, &lo, 8);
+	} else {
+		if (saddr + 4 > data_end)
+			return -1;
+		p = lim->prefix_v4 ? lim->prefix_v4 : 32;
+		__builtin_memcpy(&a4, saddr, 4);
+		if (p < 32)
+			a4 &= bpf_htonl(~0U << (32 - p));
+		else
+			p = 32;
+		key->family = 4;
+		__builtin_memcpy(key->addr, &a4, 4);
+	}
+	key->prefixlen = p;
+	return 0;
+}
+
+/* [step 7] Is the source banned? A ban counts until its expiry; an expired
+ * one is left for the LRU to reclaim. */
+__noinline int fp_banned(struct xdp_md *ctx, __u32 saddr_off, __u32 is_v6)
+{
+	struct fp_limits *lim = fp_limits();
+	struct fp_source key = {};
+	struct fp_ban *ban;
+
+	if (!lim || !(lim->flags & FP_LIMIT_BANS))
+		return 0;
+	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
+		return 0;
+	ban = bpf_map_lookup_elem(&bans, &key);
+	return ban && ban->expires_ns > bpf_ktime_get_boot_ns();
+}
+
+static __always_inline void fp_ban(struct fp_source *key, __u64 until,
+				   __u32 reason)
+{
+	struct fp_ban ban = {};
+
+	ban.expires_ns = until;
+	ban.reason = reason;
+	bpf_map_update_elem(&bans, key, &ban, BPF_ANY);
+}
+
+/* [step 11] Ban a scanner's source for scanner_ban_ns, when bans are on. */
+__noinline int fp_ban_scanner(struct xdp_md *ctx, __u32 saddr_off,
+			      __u32 is_v6)
+{
+	struct fp_limits *lim = fp_limits();
+	struct fp_source key = {};
+
+	if (!lim || !(lim->flags & FP_LIMIT_BANS) || !lim->scanner_ban_ns)
+		return 0;
+	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
+		return 0;
+	fp_ban(&key, bpf_ktime_get_boot_ns() + lim->scanner_ban_ns,
+	       FP_SCANNER);
+	return 1;
+}
+
+/* Does the class of a source have a budget? */
+static __always_inline int fp_class_limited(struct fp_limits *lim,
+					    __u32 class, int trusted)
+{
+	class &= FP_CLASS_SLOTS - 1;
+	return trusted ? lim->trusted[class].interval_ns != 0 :
+			 lim->untrusted[class].interval_ns != 0;
+}
+
+/* [step 13] Charge one request of the class to its source. Returns 1 when
+ * the source is over budget: the request is to be dropped. */
+__noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
+			      __u32 is_v6, __u32 class, __u32 trusted)
+{
+	struct fp_limits *lim = fp_limits();
+	struct fp_source key = {};
+	struct fp_rate fresh = {};
+	struct fp_budget *b;
+	struct fp_rate *st;
+	__u64 now, tau, quiet, old, tat, prev;
+	__u32 burst;
+	int i;
+
+	if (!lim)
+		return 0;
+	class &= FP_CLASS_SLOTS - 1;
+	b = trusted ? &lim->trusted[class] : &lim->untrusted[class];
+	if (!b->interval_ns)
+		return 0;
+	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
+		return 0;
+	st = bpf_map_lookup_elem(&rate_state, &key);
+	if (!st) {
+		bpf_map_update_elem(&rate_state, &key, &fresh, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&rate_state, &key);
+		if (!st)
+			return 0;
+	}
+
+	/* GCRA: a request at `now` fits when the theoretical arrival time
+	 * is at most (burst - 1) intervals ahead; it then moves one
+	 * interval on. The same as a token bucket of `burst` tokens
+	 * refilled one per interval, with one word of state. */
+	now = bpf_ktime_get_boot_ns();
+	burst = b->burst ? b->burst : 1;
+	tau = (__u64)(burst - 1) * b->interval_ns;
+	old = st->tat_ns[class];
+	for (i = 0; i < FP_CAS_TRIES; i++) {
+		tat = old > now ? old : now;
+		if (tat - now > tau)
+			break;
+		prev = __sync_val_compare_and_swap(&st->tat_ns[class], old,
+						   tat + b->interval_ns);
+		if (prev == old)
+			return 0;
+		old = prev;
+	}
+
+	/* Over budget. The streak goes on while drops come closer together
+	 * than the time to refill the whole burst. */
+	quiet = (__u64)burst * b->interval_ns;
+	if (!st->over_since_ns || now - st->last_drop_ns > quiet)
+		st->over_since_ns = now;
+	st->last_drop_ns = now;
+	if (!trusted && (lim->flags & FP_LIMIT_BANS) && lim->ban_ns &&
+	    now - st->over_since_ns >= lim->ban_after_ns) {
+		fp_ban(&key, now + lim->ban_ns, FP_RATE_LIMITED);
+		st->over_since_ns = 0;
+	}
+	return 1;
+}
+
+#endif /* FP_LIMITS_H */
