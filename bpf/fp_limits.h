@@ -148,7 +148,6 @@ __noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
 {
 	struct fp_limits *lim = fp_limits();
 	struct fp_source key = {};
-	struct fp_rate fresh = {};
 	struct fp_budget *b;
 	struct fp_rate *st;
 	__u64 now, tau, quiet, old, tat, prev;
@@ -165,6 +164,8 @@ __noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
 		return 0;
 	st = bpf_map_lookup_elem(&rate_state, &key);
 	if (!st) {
+		struct fp_rate fresh = {};
+
 		bpf_map_update_elem(&rate_state, &key, &fresh, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&rate_state, &key);
 		if (!st)

@@ -29,6 +29,15 @@ struct {
 #define FP_UA_MAX_SPACES	8	/* SP or HTAB between name and colon */
 #define FP_MIN_SIGNATURE_LEN	4
 
+/* Signature slot j. The loop counters stay in registers, where the
+ * verifier follows their values, and the lookup gets a copy. */
+static __always_inline struct fp_signature *fp_signature(__u32 j)
+{
+	__u32 key = j;
+
+	return bpf_map_lookup_elem(&scanner_sigs, &key);
+}
+
 /* ASCII lower case of each byte; other bytes are left alone. */
 static __always_inline __u8 fp_lower(__u8 c)
 {
@@ -64,47 +73,39 @@ __noinline int fp_signature_at(struct xdp_md *ctx, __u32 at, __u32 end,
 	return 1;
 }
 
-/* Does signature j occur in the value at [at, end)? 1 if so, 0 if not, -1
- * when slot j ends the list (len 0). */
-__noinline int fp_value_has(struct xdp_md *ctx, __u32 at, __u32 end,
-			    __u32 j)
+/* One of 64 bits for four bytes, the same for any ASCII case of them: a
+ * filter of where a signature may start, so that a value is read once
+ * whatever the number of signatures. */
+static __always_inline __u32 fp_quad_bit(__u32 quad)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct fp_signature *sig = bpf_map_lookup_elem(&scanner_sigs, &j);
-	__u32 i, pos;
-	__u8 *p;
-
-	if (!sig || !sig->len)
-		return -1;
-	if (sig->len < FP_MIN_SIGNATURE_LEN ||
-	    sig->len > FP_MAX_SIGNATURE_LEN)
-		return 0;
-	at &= FP_HDR_MASK;
-	end &= FP_HDR_MASK;
-	for (i = 0; i < FP_UA_VALUE_BOUND; i++) {
-		pos = at + i;
-		if (pos + sig->len > end)
-			return 0;
-		p = data + (pos & FP_HDR_MASK);
-		if ((void *)(p + 1) > data_end)
-			return 0;
-		if (fp_lower(*p) == sig->text[0] &&
-		    fp_signature_at(ctx, pos, end, j))
-			return 1;
-	}
-	return 0;
+	return ((quad | 0x20202020U) * 0x9E3779B1U) >> 26;
 }
 
-/* The first signature found in the value at [at, end), or -1. The value
- * ends at its line's CR or LF; only its first FP_UA_VALUE_BOUND bytes are
- * searched. */
-__noinline int fp_search_value(struct xdp_md *ctx, __u32 at, __u32 end)
+/* The lowest slot whose signature matches at pos, or -1. */
+__noinline int fp_signatures_at(struct xdp_md *ctx, __u32 pos, __u32 end)
+{
+	struct fp_signature *sig;
+	__u32 j;
+
+	for (j = 0; j < FP_MAX_SCANNER_SIGS; j++) {
+		asm volatile("" : "+r"(j));
+		sig = fp_signature(j);
+		if (!sig || !sig->len)
+			return -1;
+		if (sig->len >= FP_MIN_SIGNATURE_LEN &&
+		    fp_signature_at(ctx, pos, end, j))
+			return j;
+	}
+	return -1;
+}
+
+/* Where the value at [at, end) ends: its line's CR or LF, at most
+ * FP_UA_VALUE_BOUND bytes on. */
+__noinline int fp_value_end(struct xdp_md *ctx, __u32 at, __u32 end)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 i, j;
-	int found;
+	__u32 i;
 	__u8 *p;
 
 	at &= FP_HDR_MASK;
@@ -115,11 +116,55 @@ __noinline int fp_search_value(struct xdp_md *ctx, __u32 at, __u32 end)
 		    fp_is_crlf(*p))
 			break;
 	}
-	end = at + i;
+	return at + i;
+}
+
+/* The fp_quad_bit() of every signature's first four bytes. */
+__noinline __u64 fp_signature_filter(void)
+{
+	struct fp_signature *sig;
+	__u64 filter = 0;
+	__u32 j;
+
 	for (j = 0; j < FP_MAX_SCANNER_SIGS; j++) {
-		found = fp_value_has(ctx, at, end, j);
-		if (found)
-			return found < 0 ? -1 : j;
+		asm volatile("" : "+r"(j));
+		sig = fp_signature(j);
+		if (!sig || !sig->len)
+			break;
+		if (sig->len >= FP_MIN_SIGNATURE_LEN &&
+		    sig->len <= FP_MAX_SIGNATURE_LEN)
+			filter |= 1ULL << fp_quad_bit(*(__u32 *)sig->text);
+	}
+	return filter;
+}
+
+/* The signature that starts first in the value at [at, end) (the lowest
+ * slot of those starting at one byte), or -1. The value ends at its
+ * line's CR or LF; only its first FP_UA_VALUE_BOUND bytes are searched. */
+__noinline int fp_search_value(struct xdp_md *ctx, __u32 at, __u32 end)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 filter = fp_signature_filter();
+	__u32 i, quad;
+	int found;
+	__u8 *p;
+
+	if (!filter)
+		return -1;
+	at &= FP_HDR_MASK;
+	end = fp_value_end(ctx, at, end) & FP_HDR_MASK;
+	for (i = 0; i < FP_UA_VALUE_BOUND; i++) {
+		p = data + ((at + i) & FP_HDR_MASK);
+		if (at + i + FP_MIN_SIGNATURE_LEN > end ||
+		    (void *)(p + 4) > data_end)
+			break;
+		__builtin_memcpy(&quad, p, 4);
+		if (!(filter >> fp_quad_bit(quad) & 1))
+			continue;
+		found = fp_signatures_at(ctx, at + i, end);
+		if (found >= 0)
+			return found;
 	}
 	return -1;
 }
@@ -188,6 +233,9 @@ __noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len)
 			k = fp_first_flagged(lf);
 			lf &= lf - 1;
 			if ((word >> (8 * k) & 0xff) != '\n')
+				continue;
+			/* Only a name starting with U or u can be it. */
+			if (k < 7 && ((word >> (8 * k + 8) & 0xff) | 0x20) != 'u')
 				continue;
 			r = fp_user_agent_at(ctx, s_off + off + k + 1, end);
 			if (r != -2)
