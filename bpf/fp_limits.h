@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Per-source rate limits and local bans for sip_logic.bpf.c ([step 7] and
- * [step 13] of docs/dataplane.md). Included after its maps and helpers.
+ * Per-source rate limits and local bans for sip_logic.bpf.c ([step 6] and
+ * [step 11] of docs/dataplane.md). Included after its maps and helpers.
  */
 #ifndef FP_LIMITS_H
 #define FP_LIMITS_H
@@ -32,6 +32,17 @@ struct {
 /* Tries of the compare-and-swap that advances a bucket before the request
  * counts as over budget: only CPUs racing on one source retry. */
 #define FP_CAS_TRIES	4
+
+/* The clock of budgets and bans: CLOCK_MONOTONIC, jiffy-coarse where the
+ * kernel has bpf_ktime_get_coarse_ns() (5.11), which costs a third of a
+ * precise read; the loader drops the branch a kernel cannot take. */
+static __always_inline __u64 fp_now(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id,
+				       BPF_FUNC_ktime_get_coarse_ns))
+		return bpf_ktime_get_coarse_ns();
+	return bpf_ktime_get_ns();
+}
 
 static __always_inline struct fp_limits *fp_limits(void)
 {
@@ -90,7 +101,7 @@ static __always_inline int fp_source_key(struct xdp_md *ctx, __u32 saddr_off,
 	return 0;
 }
 
-/* [step 7] Is the source banned? A ban counts until its expiry; an expired
+/* [step 6] Is the source banned? A ban counts until its expiry; an expired
  * one is left for the LRU to reclaim. */
 __noinline int fp_banned(struct xdp_md *ctx, __u32 saddr_off, __u32 is_v6)
 {
@@ -103,7 +114,7 @@ __noinline int fp_banned(struct xdp_md *ctx, __u32 saddr_off, __u32 is_v6)
 	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
 		return 0;
 	ban = bpf_map_lookup_elem(&bans, &key);
-	return ban && ban->expires_ns > bpf_ktime_get_boot_ns();
+	return ban && ban->expires_ns > fp_now();
 }
 
 static __always_inline void fp_ban(struct fp_source *key, __u64 until,
@@ -116,7 +127,7 @@ static __always_inline void fp_ban(struct fp_source *key, __u64 until,
 	bpf_map_update_elem(&bans, key, &ban, BPF_ANY);
 }
 
-/* [step 11] Ban a scanner's source for scanner_ban_ns, when bans are on. */
+/* [step 12] Ban a scanner's source for scanner_ban_ns, when bans are on. */
 __noinline int fp_ban_scanner(struct xdp_md *ctx, __u32 saddr_off,
 			      __u32 is_v6)
 {
@@ -127,7 +138,7 @@ __noinline int fp_ban_scanner(struct xdp_md *ctx, __u32 saddr_off,
 		return 0;
 	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
 		return 0;
-	fp_ban(&key, bpf_ktime_get_boot_ns() + lim->scanner_ban_ns,
+	fp_ban(&key, fp_now() + lim->scanner_ban_ns,
 	       FP_SCANNER);
 	return 1;
 }
@@ -141,7 +152,7 @@ static __always_inline int fp_class_limited(struct fp_limits *lim,
 			 lim->untrusted[class].interval_ns != 0;
 }
 
-/* [step 13] Charge one request of the class to its source. Returns 1 when
+/* [step 11] Charge one request of the class to its source. Returns 1 when
  * the source is over budget: the request is to be dropped. */
 __noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
 			      __u32 is_v6, __u32 class, __u32 trusted)
@@ -176,7 +187,7 @@ __noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
 	 * is at most (burst - 1) intervals ahead; it then moves one
 	 * interval on. The same as a token bucket of `burst` tokens
 	 * refilled one per interval, with one word of state. */
-	now = bpf_ktime_get_boot_ns();
+	now = fp_now();
 	burst = b->burst ? b->burst : 1;
 	tau = (__u64)(burst - 1) * b->interval_ns;
 	old = st->tat_ns[class];

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Scanner fingerprints for sip_logic.bpf.c ([step 11] of
+ * Scanner fingerprints for sip_logic.bpf.c ([step 12] of
  * docs/dataplane.md): signatures searched in the User-Agent header of a
  * request. Included after its maps and helpers.
  */
@@ -201,7 +201,7 @@ __noinline int fp_user_agent_at(struct xdp_md *ctx, __u32 q, __u32 end)
 	return fp_search_value(ctx, q + i + 1, end);
 }
 
-/* [step 11] The index of the signature that the request of len bytes at
+/* [step 12] The index of the signature that the request of len bytes at
  * offset s_off matches, or -1. The header is found after an LF within the
  * first FP_UA_LINE_BOUND bytes; only the first User-Agent header counts. */
 __noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len)

@@ -10,6 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "fp_abi.h"
 #include "fp_parse.h"
@@ -368,7 +369,7 @@ static __always_inline int fp_trusted(struct fp_trust *t, void *data_end)
 	return t->trusted;
 }
 
-/* [step 13] Is a request of the class over its source's budget? The
+/* [step 11] Is a request of the class over its source's budget? The
  * allowlist is read only when the class has a budget. */
 static __always_inline int fp_rate_limited(struct fp_trust *t, __u32 class,
 					   void *data_end)
@@ -429,6 +430,11 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 	skip = (kind >> 16) & 0xff;
 
 	/* [step 11] */
+	if (fp_rate_limited(t, class, data_end)) {
+		*reason = FP_RATE_LIMITED;
+		return XDP_DROP;
+	}
+	/* [step 12] */
 	sig = fp_scanner_match(ctx, udp_off + sizeof(*udp) + skip,
 			       len - skip);
 	if (sig >= 0 && !fp_trusted(t, data_end)) {
@@ -437,15 +443,10 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 		*reason = FP_SCANNER;
 		return XDP_DROP;
 	}
-	/* [step 12] */
+	/* [step 13] */
 	if (class == FP_CLASS_OPTIONS && !(flags & FP_STEALTH_OFF) &&
 	    !fp_trusted(t, data_end)) {
 		*reason = FP_OPTIONS_DROPPED;
-		return XDP_DROP;
-	}
-	/* [step 13] */
-	if (fp_rate_limited(t, class, data_end)) {
-		*reason = FP_RATE_LIMITED;
 		return XDP_DROP;
 	}
 	return fp_pass_sip(ctx, reason);
@@ -489,18 +490,18 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	if (!is_sip && reachable && !(flags & FP_BLOCK_ALL_PORTS))
 		goto out;
 
-	/* [step 6] the blocklist, then [step 7] the bans; [step 5], trusted
+	/* [step 6] the bans, then [step 7] the blocklist; [step 5], trusted
 	 * sources, is looked up only to overturn their drop, so that the
-	 * common case, a source in neither list, costs one trie lookup. */
-	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end) &&
-	    !fp_trusted(&trust, data_end)) {
-		reason = FP_BLOCKED;
-		action = XDP_DROP;
-		goto out;
-	}
+	 * common case, a source in neither list, costs no allowlist lookup. */
 	if (fp_banned(ctx, saddr_off, is_v6) &&
 	    !fp_trusted(&trust, data_end)) {
 		reason = FP_BANNED;
+		action = XDP_DROP;
+		goto out;
+	}
+	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end) &&
+	    !fp_trusted(&trust, data_end)) {
+		reason = FP_BLOCKED;
 		action = XDP_DROP;
 		goto out;
 	}
