@@ -202,13 +202,15 @@ __noinline int fp_user_agent_at(struct xdp_md *ctx, __u32 q, __u32 end)
 }
 
 /* [step 12] The index of the signature that the request of len bytes at
- * offset s_off matches, or -1. The header is found after an LF within the
- * first FP_UA_LINE_BOUND bytes; only the first User-Agent header counts. */
-__noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len)
+ * offset s_off matches, or -1. The header lines start after the request
+ * line, whose LF is at `from`, and after an LF within the first
+ * FP_UA_LINE_BOUND bytes; only the first User-Agent header counts. */
+__noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len,
+				__u32 from)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0, limit, off, k, end;
+	__u32 zero = 0, limit, off, k, end, i;
 	struct fp_signature *first;
 	__u64 word, lf;
 	__u8 *s;
@@ -219,10 +221,14 @@ __noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len)
 		return -1;
 	s_off &= FP_HDR_MASK;
 	len &= FP_HDR_MASK;
+	from &= FP_HDR_MASK;
 	end = s_off + len;
 	limit = len < FP_UA_LINE_BOUND ? len : FP_UA_LINE_BOUND;
 	s = data + s_off;
-	for (off = 0; off + 8 <= limit; off += 8) {
+	for (i = 0; i < FP_UA_LINE_BOUND / 8; i++) {
+		off = from + 8 * i;
+		if (off + 8 > limit)
+			break;
 		if ((void *)(s + off + 8) > data_end)
 			return -1;
 		word = fp_load_le64(s + off);
@@ -242,11 +248,12 @@ __noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len)
 				return r;
 		}
 	}
+	off = from + 8 * i;
 	for (j = 0; j < 8; j++) {
 		k = off + j;
-		if (k >= limit || (void *)(s + k + 1) > data_end)
+		if (k >= limit || (void *)(s + (k & FP_HDR_MASK) + 1) > data_end)
 			return -1;
-		if (s[k] != '\n')
+		if (s[k & FP_HDR_MASK] != '\n')
 			continue;
 		r = fp_user_agent_at(ctx, s_off + k + 1, end);
 		if (r != -2)

@@ -132,7 +132,8 @@ static __always_inline int fp_method_length(__u8 *s, __u32 len,
 	return -1;
 }
 
-/* Is the CR at s[cr] preceded by " SIP/2.0"? */
+/* Is the CR at s[cr] preceded by " SIP/2.0"? Returns the index of the
+ * LF after it if so, else 0. */
 static __always_inline int fp_ends_with_version(__u8 *s, __u32 cr,
 						void *data_end)
 {
@@ -149,7 +150,7 @@ static __always_inline int fp_ends_with_version(__u8 *s, __u32 cr,
 	if ((void *)(version + 8) > data_end)
 		return 0;
 	return bpf_be64_to_cpu(*(__u64 *)version) ==
-	       FP_NUM8(' ', 'S', 'I', 'P', '/', '2', '.', '0');
+	       FP_NUM8(' ', 'S', 'I', 'P', '/', '2', '.', '0') ? cr + 1 : 0;
 }
 
 /* Eight bytes as a number with the first byte least significant. */
@@ -178,7 +179,7 @@ static __always_inline int fp_is_crlf_end(__u8 *s, __u32 i)
 }
 
 /* The request line rule: the first CR LF lies within the first 512 bytes
- * and right after " SIP/2.0". Returns 1 if so, else 0.
+ * and right after " SIP/2.0". Returns the index of its LF if so, else 0.
  *
  * Eight bytes at a time: words without an LF are skipped whole. Every read
  * is at a fixed offset within an iteration, so the verifier's work stays

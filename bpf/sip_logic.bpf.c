@@ -321,14 +321,15 @@ __noinline int fp_method_class_at(struct xdp_md *ctx, __u32 offset,
 
 /* [step 10] Classify the UDP payload of len bytes at offset: FP_PAYLOAD_JUNK,
  * FP_PAYLOAD_SIP for what is not a request, or a request: FP_PAYLOAD_REQUEST
- * with its class in bits 8-15 and the CR LF bytes skipped in bits 16-23. */
+ * with its class in bits 4-7, the CR LF bytes skipped in bits 8-15 and
+ * where the request line's LF is in S in bits 16-31. */
 __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 				       __u32 len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u8 *p = data + (offset & FP_HDR_MASK);
-	__u32 skip;
+	__u32 skip, line_end;
 	int class;
 
 	len &= 0xffff;
@@ -342,9 +343,12 @@ __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 		return FP_PAYLOAD_SIP;
 
 	class = fp_method_class_at(ctx, offset + skip, len);
-	if (class < 0 || !fp_request_line_ok(ctx, offset + skip, len))
+	if (class < 0)
 		return FP_PAYLOAD_JUNK;
-	return FP_PAYLOAD_REQUEST | class << 8 | skip << 16;
+	line_end = fp_request_line_ok(ctx, offset + skip, len);
+	if (!line_end)
+		return FP_PAYLOAD_JUNK;
+	return FP_PAYLOAD_REQUEST | class << 4 | skip << 8 | line_end << 16;
 }
 
 /* The lazily looked-up trust of a packet's source ([step 5]). */
@@ -407,7 +411,7 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 udp_len = bpf_ntohs(udp->len);
 	__u32 room = ip_end > udp_off ? ip_end - udp_off : 0;
-	__u32 len, class, skip;
+	__u32 len, class, skip, line_end;
 	int kind, sig;
 
 	if (udp_len < sizeof(*udp))
@@ -426,8 +430,10 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 		return fp_pass_sip(ctx, reason);
 	if (kind == FP_PAYLOAD_JUNK)
 		goto malformed;
-	class = (kind >> 8) & 0xff;
-	skip = (kind >> 16) & 0xff;
+	/* A request: kind is FP_PAYLOAD_REQUEST and what came with it. */
+	class = (kind >> 4) & 0xf;
+	skip = (kind >> 8) & 0xff;
+	line_end = kind >> 16;
 
 	/* [step 11] */
 	if (fp_rate_limited(t, class, data_end)) {
@@ -436,7 +442,7 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 	}
 	/* [step 12] */
 	sig = fp_scanner_match(ctx, udp_off + sizeof(*udp) + skip,
-			       len - skip);
+			       len - skip, line_end);
 	if (sig >= 0 && !fp_trusted(t, data_end)) {
 		fp_count(&scanner_hits, sig, data_end - (void *)(long)ctx->data);
 		fp_ban_scanner(ctx, t->saddr_off, t->is_v6);

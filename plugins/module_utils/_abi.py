@@ -87,6 +87,8 @@ REASON_HELP = {
     "NON_IP": "not IPv4/IPv6, or a truncated or invalid IP header, passed",
 }
 
+FP_REASON_MAX = len(REASONS)
+
 # `stats_ext` indexes, in order: reason FP_REASON_MAX + index. Its other
 # slots are reserved.
 REASONS_EXT = (
