@@ -19,7 +19,7 @@ __metaclass__ = type
 import os
 from typing import TYPE_CHECKING, Callable
 
-from . import _abi, _messages
+from . import _abi, _limits, _messages
 from ._apply_attach import LinkPlace, attach_step
 from ._errors import FastpathError
 from ._plan import NONE, RELINK, REPLACE, VERIFY
@@ -174,7 +174,8 @@ def load_step(host: _host.Host, cur: Current, plan: Plan, out: Outcome,
 
 def write_maps(host: _host.Host, cur: Current, plan: Plan, pin_dir: str,
                undo: Undo) -> None:
-    """sip_ports and settings, in the maps the new program will use."""
+    """sip_ports, settings, limits and scanner signatures, in the maps the
+    new program will use."""
     ports_path = os.path.join(pin_dir, "sip_ports")
     if plan.ports_add or plan.ports_clear:
         host.write_ports(ports_path, plan.ports_add, plan.ports_clear)
@@ -190,6 +191,40 @@ def write_maps(host: _host.Host, cur: Current, plan: Plan, pin_dir: str,
         undo.push("the settings in %s" % settings_path,
                   lambda: host.write_flags(settings_path, before),
                   _messages.by_hand_flags(settings_path, before))
+    write_limit_maps(host, cur, plan, pin_dir, undo)
+
+
+def write_limit_maps(host: _host.Host, cur: Current, plan: Plan,
+                     pin_dir: str, undo: Undo) -> None:
+    """The `limits` value, then the signature slots that change, then
+    their hit counters zeroed: a hit between the two counts for no
+    signature rather than for the one that was replaced. A batch that
+    fails half-way has written some slots: their undo is pushed first
+    (writing the old values again is harmless)."""
+    path = os.path.join(pin_dir, "limits")
+    if plan.write_limits:
+        limits = cur.limits or _limits.ZERO_LIMITS
+        host.write_limits(path, plan.limits)
+        undo.push("the limits in %s" % path,
+                  lambda: host.write_limits(path, limits),
+                  _messages.by_hand_update(path, [(_abi.U32.pack(0),
+                                                   limits)]))
+    if plan.signature_writes:
+        sigs_path = os.path.join(pin_dir, "scanner_sigs")
+        have = cur.signatures or _limits.NO_SIGNATURES
+        before = dict((slot, have[slot]) for slot in plan.signature_writes)
+        undo.push("the signatures in %s" % sigs_path,
+                  lambda: host.write_slots(sigs_path, before),
+                  _messages.by_hand_slots(sigs_path, before))
+        host.write_slots(sigs_path, plan.signature_writes)
+    if plan.reset_hits:
+        hits_path = os.path.join(pin_dir, "scanner_hits")
+        hits = host.read_slots(hits_path)
+        counts = dict((slot, hits[slot]) for slot in plan.reset_hits)
+        undo.push("the hit counters in %s" % hits_path,
+                  lambda: host.write_slots(hits_path, counts),
+                  _messages.lost_hits(hits_path, counts))
+        host.clear_slots(hits_path, plan.reset_hits)
 
 
 def apply_absent(host: _host.Host, cur: Current, plan: AbsentPlan,

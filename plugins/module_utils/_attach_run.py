@@ -11,6 +11,7 @@ warn(), run_command() and get_bin_path().
 
 The data flows through here once, in this order, under the interface's
 lock (_lock), so that two runs never change one interface at once:
+  _limits             the limits and scanner signatures asked for, checked
   _host.Host          the kernel boundary (ip, bpftool, bpf(), pins)
   _current.read_current   what is there now
   _tag_cache, _elf    the tag of the object's last load, its maps
@@ -31,6 +32,7 @@ from . import (
     _current,
     _elf,
     _facts,
+    _limits,
     _lock,
     _plan,
     _tag_cache,
@@ -66,11 +68,17 @@ def check_pin_dir(host: _host.Host, pin_dir: str) -> None:
 
 
 def state_view(tag: str | None, mode: str | None, ports: list[int] | None,
-               flags: int | None, method: str | None = None) -> dict:
-    """What diff shows of the program and its maps."""
+               flags: int | None, method: str | None = None,
+               limits: bytes | None = None,
+               signatures: list[bytes] | None = None) -> dict:
+    """What diff shows of the program and its maps (None: no such map)."""
     return dict(tag=tag, mode=mode, attach_method=method, sip_ports=ports,
                 settings=(_plan.flags_to_settings(flags)
-                          if flags is not None else None))
+                          if flags is not None else None),
+                limits=(_limits.limits_view(limits)
+                        if limits is not None else None),
+                scanner_signatures=(_limits.signatures_view(signatures)
+                                    if signatures is not None else None))
 
 
 def run(module, host: _host.Host, result: dict) -> None:
@@ -103,6 +111,8 @@ def present(module, host: _host.Host, result: dict) -> None:
             "The object %s does not exist on this host: build it with "
             "'make' and copy it here first." % p["object"])
     ports = _plan.normalize_ports(p["sip_ports"])
+    limits = _limits.limits_value(p.get("limits"))
+    signatures = _limits.signature_slots(p.get("scanner_signatures"))
     check_pin_dir(host, pin_dir)
     cur = _current.read_current(host, ifname, pin_dir, program)
 
@@ -111,7 +121,10 @@ def present(module, host: _host.Host, result: dict) -> None:
     cached_tag = cache.lookup(key)
     object_maps = _elf.map_names(p["object"])
     plan = _plan.plan_present(cur, ifname, p["mode"], program, p["force"],
-                              ports, p["settings"], cached_tag, object_maps)
+                              ports, p["settings"], cached_tag, object_maps,
+                              limits, signatures)
+    for warning in plan.warnings:
+        module.warn(warning)
     unchanged = plan.action == _plan.NONE
     result.update(
         changed=plan.changed,
@@ -130,7 +143,12 @@ def present(module, host: _host.Host, result: dict) -> None:
         maps=dict((name, os.path.join(pin_dir, name))
                   for name in object_maps),
         reused_maps=sorted(set(cur.pins) | set(cur.adopt)),
-        sip_ports=ports, settings=_plan.flags_to_settings(plan.flags))
+        created_maps=sorted(set(object_maps) - set(cur.pins)
+                            - set(cur.adopt)) if plan.needs_load else [],
+        sip_ports=ports, settings=_plan.flags_to_settings(plan.flags),
+        limits=_limits.limits_view(plan.limits),
+        scanner_signatures=_limits.signatures_view(plan.signatures),
+        scanner_hits_reset=plan.reset_hits)
 
     if plan.changed and not module.check_mode:
         def record_tag(tag: str) -> None:
@@ -153,6 +171,7 @@ def present(module, host: _host.Host, result: dict) -> None:
             mode=now.get("mode"), prog_id=now.get("id"), tag=now.get("tag"),
             attach_method=_facts.attach_method(link, prog),
             link_id=link["id"] if link else None,
+            created_maps=out.created_maps,
             replaced=None if out.action in (_plan.NONE, _plan.RELINK)
             else cur.summary())
         if out.moved_to_link:
@@ -165,9 +184,13 @@ def present(module, host: _host.Host, result: dict) -> None:
         result["diff"] = dict(
             before=state_view(cur.prog and cur.prog["tag"],
                               cur.prog and cur.prog["mode"], cur.ports,
-                              cur.flags, cur.method),
+                              cur.flags, cur.method, cur.limits,
+                              cur.signatures),
             after=state_view(result["tag"], result["mode"], ports,
-                             plan.flags, result["attach_method"]),
+                             plan.flags, result["attach_method"],
+                             plan.limits if plan.has_limits else None,
+                             plan.signatures if plan.has_signatures
+                             else None),
             before_header=ifname, after_header=ifname)
 
 
@@ -194,13 +217,16 @@ def absent(module, host: _host.Host, result: dict) -> None:
         result["diff"] = dict(
             before=state_view(cur.prog and cur.prog["tag"],
                               cur.prog and cur.prog["mode"], cur.ports,
-                              cur.flags, cur.method),
+                              cur.flags, cur.method, cur.limits,
+                              cur.signatures),
             after=state_view(None if plan.detach else
                              cur.prog and cur.prog["tag"],
                              result["mode"],
                              None if plan.remove_maps else cur.ports,
                              None if plan.remove_maps else cur.flags,
-                             result["attach_method"]),
+                             result["attach_method"],
+                             None if plan.remove_maps else cur.limits,
+                             None if plan.remove_maps else cur.signatures),
             before_header=ifname, after_header=ifname)
     if plan.changed and not module.check_mode:
         for warning in _apply.apply_absent(host, cur, plan, ifname, pin_dir):

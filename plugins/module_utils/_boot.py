@@ -8,8 +8,9 @@ Private to this collection. The fastpath role installs this package's
 module_utils on each host with a small `vos-fastpath-boot` script, and a
 systemd unit that runs it at boot. It reads the boot configuration the
 role writes (boot.json in the state directory), then, with the very code
-of the xdp_attach module, attaches the program on every interface, and
-puts back each list that bpf_map_entry saved under the state directory
+of the xdp_attach module, attaches the program on every interface with
+its SIP ports, settings, rate limits and scanner signatures, and puts
+back each list that bpf_map_entry saved under the state directory
 (`lists` names them; _defaults.saved_list says where each is). It needs
 Python 3, ip and bpftool: no Ansible.
 
@@ -145,7 +146,8 @@ def wait_for_interface(name: str, timeout: float) -> bool:
 
 def attach_params(config: dict, name: str) -> dict:
     """xdp_attach's parameters; what the configuration leaves out takes
-    the module's defaults (_defaults)."""
+    the module's defaults (_defaults). limits and scanner_signatures are
+    checked by the attach code (_limits), as the module's are."""
     settings = dict(_defaults.SETTINGS)
     settings.update(config.get("settings") or {})
     return dict(interface=name, object=config["object"],
@@ -153,7 +155,11 @@ def attach_params(config: dict, name: str) -> dict:
                 mode=config.get("mode", _defaults.MODE),
                 pin_dir=config["pin_dir"], state="present",
                 sip_ports=config.get("sip_ports", list(_defaults.SIP_PORTS)),
-                settings=settings, force=False, keep_maps=True,
+                settings=settings, limits=config.get("limits"),
+                scanner_signatures=config.get(
+                    "scanner_signatures",
+                    list(_defaults.SCANNER_SIGNATURES)),
+                force=False, keep_maps=True,
                 lock_timeout=config.get("lock_timeout",
                                         _attach_run.LOCK_TIMEOUT))
 

@@ -67,6 +67,9 @@ class Current:
         self.prog_pin_id: int | None = None  # program behind its pin
         self.ports: list[int] | None = None  # sip_ports, None: no map yet
         self.flags: int | None = None  # settings flags, None: no map yet
+        self.limits: bytes | None = None  # the `limits` value, or no map
+        # Every slot of `scanner_sigs`, or None: no map yet.
+        self.signatures: list[bytes] | None = None
         self.pin_dir_exists = False
 
     def ref(self, pin_dir: str, name: str) -> str | int | None:
@@ -142,4 +145,10 @@ def read_current(host: _host.Host, ifname: str, pin_dir: str,
     settings_ref = cur.ref(pin_dir, "settings")
     if settings_ref is not None:
         cur.flags = host.read_flags(settings_ref)
+    limits_ref = cur.ref(pin_dir, "limits")
+    if limits_ref is not None:
+        cur.limits = host.read_limits(limits_ref)
+    signatures_ref = cur.ref(pin_dir, "scanner_sigs")
+    if signatures_ref is not None:
+        cur.signatures = host.read_slots(signatures_ref)
     return cur

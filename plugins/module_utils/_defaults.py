@@ -24,6 +24,14 @@ MODE = "auto"
 SIP_PORTS = (5060,)
 SETTINGS = {"block_all_ports": False, "stealth": True, "malformed": "drop",
             "shadow": False}
+# xdp_attach's limits, each key a task leaves out: every limit and ban
+# off, a source per IPv4 address and per IPv6 /64 (docs/dataplane.md,
+# "Rate limits and bans"). A task without limits writes the same: the
+# all-zero value.
+LIMITS = {"untrusted": {}, "trusted": {}, "bans": False, "ban_after": 0,
+          "ban_time": 0, "scanner_ban_time": 0, "prefix_v4": 32,
+          "prefix_v6": 64}
+SCANNER_SIGNATURES = ()
 
 
 def saved_list(state_dir: str, list_name: str) -> str:

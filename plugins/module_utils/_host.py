@@ -36,9 +36,8 @@ import errno
 import json
 import os
 import socket
-from typing import Sequence
-
 from . import _abi, _bpf, _bpf_link, _facts, _netlink, _pins
+from ._map_io import MapIO
 from ._errors import FastpathError, first_line
 from ._messages import IP_KEYWORDS, attach_argv, load_failure, verifier_tail
 from ._runner import Runner
@@ -66,8 +65,9 @@ def pinned_fd(path: str) -> int | None:
         return None
 
 
-class Host:
-    """Every read and change of kernel state that xdp_attach makes."""
+class Host(MapIO):
+    """Every read and change of kernel state that xdp_attach makes (the
+    values in the maps: MapIO)."""
 
     def __init__(self, module) -> None:
         self.runner = Runner(module)
@@ -168,24 +168,6 @@ class Host:
             return None
         finally:
             os.close(fd)
-
-    @staticmethod
-    def _open(ref: str | int) -> _bpf.Map:
-        """A map by its pin path or its id."""
-        if isinstance(ref, int):
-            return _bpf.Map(_bpf.map_fd_by_id(ref))
-        return _bpf.Map.open_pinned(ref)
-
-    def read_ports(self, ref: str | int) -> list[int]:
-        with self._open(ref) as m:
-            keys, values = m.lookup_batch()
-        return [_abi.U32.unpack_from(keys, i * 4)[0]
-                for i in range(len(values)) if values[i:i + 1] != b"\0"]
-
-    def read_flags(self, ref: str | int) -> int:
-        with self._open(ref) as m:
-            raw = m.lookup(_abi.U32.pack(0))
-        return _abi.SETTINGS.unpack(raw)[0] if raw else 0
 
     def attached_map_ids(self, skip_ifname: str | None) -> dict[int, list]:
         """{map id: [interfaces]} over every XDP program attached on the
@@ -363,17 +345,3 @@ class Host:
         mode, for a link of prog_pin's program pinned at link_pin
         (_netlink.move_to_link); raise FastpathError."""
         _netlink.move_to_link(ifname, mode, old_pin, prog_pin, link_pin)
-
-    def write_ports(self, ref: str | int, ports: list[int],
-                    clear: Sequence[int] = ()) -> None:
-        """sip_ports[p] = 1 for ports, 0 for clear; additions first so that
-        the map never lacks a port of both sets."""
-        keys = [_abi.U32.pack(p) for p in ports] + \
-            [_abi.U32.pack(p) for p in clear]
-        values = b"\1" * len(ports) + b"\0" * len(clear)
-        with self._open(ref) as m:
-            m.update_batch(b"".join(keys), values)
-
-    def write_flags(self, ref: str | int, flags: int) -> None:
-        with self._open(ref) as m:
-            m.update(_abi.U32.pack(0), _abi.SETTINGS.pack(flags, 0))

@@ -44,7 +44,7 @@ _DURATION = re.compile(r"(?:[0-9]+[smhdw])+")
 _PART = re.compile(r"([0-9]+)([smhdw])")
 # No duration worth writing is longer; a longer string is refused unread.
 _DURATION_MAX_CHARS = 64
-_NOT_A_DURATION = ("ttl %s is not a duration: give seconds, or a number "
+_NOT_A_DURATION = ("%s %s is not a duration: give seconds, or a number "
                    "with s, m, h, d or w, for example 90s, 15m, 1h or 7d.")
 _NO_OWNER = ("source must name the owner of the entries, for example "
              "feed or manual.")
@@ -115,32 +115,33 @@ def _seconds(digits: str) -> int:
     return int(digits)
 
 
-def parse_ttl(value: object) -> int:
+def parse_ttl(value: object, what: str = "ttl",
+              zero: str = "use ttl 0 for a permanent entry") -> int:
     """Seconds of a ttl: an int, a string of digits, or numbers with a
     unit (90s, 15m, 1h, 7d, 2w, 1h30m); 0 is a permanent entry. A float, a
     bool, a negative number or a unit we do not know is refused rather
-    than guessed at."""
+    than guessed at. what names the option in a refusal, zero says what
+    to give instead of a time longer than 10 years."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise FastpathError(_NOT_A_DURATION % quote(str(value)))
+        raise FastpathError(_NOT_A_DURATION % (what, quote(str(value))))
     if isinstance(value, int):
         if value < 0:
-            raise FastpathError(_NOT_A_DURATION % quote(str(value)))
+            raise FastpathError(_NOT_A_DURATION % (what, quote(str(value))))
         seconds = value
     else:
         text = value.strip()
         if len(text) > _DURATION_MAX_CHARS:
-            raise FastpathError(_NOT_A_DURATION % quote(value))
+            raise FastpathError(_NOT_A_DURATION % (what, quote(value)))
         if _SECONDS.fullmatch(text):
             seconds = _seconds(text)
         elif _DURATION.fullmatch(text):
             seconds = sum(_seconds(number) * _UNITS[unit]
                           for number, unit in _PART.findall(text))
         else:
-            raise FastpathError(_NOT_A_DURATION % quote(value))
+            raise FastpathError(_NOT_A_DURATION % (what, quote(value)))
     if seconds > MAX_TTL_SECONDS:
-        raise FastpathError(
-            "ttl %s is longer than 10 years: use ttl 0 for a permanent "
-            "entry." % quote(str(value)))
+        raise FastpathError("%s %s is longer than 10 years: %s."
+                            % (what, quote(str(value)), zero))
     return seconds
 
 

@@ -96,3 +96,22 @@ def by_hand_ports(path: str, ports: list[int], clear: list[int]) -> str:
 def by_hand_flags(path: str, flags: int) -> str:
     return by_hand_update(path, [(_abi.U32.pack(0),
                                   _abi.SETTINGS.pack(flags, 0))])
+
+
+def by_hand_slots(path: str, values: dict[int, bytes]) -> str:
+    """Array map keys {key: value}, of a map that is not per-CPU."""
+    return by_hand_update(path, [(_abi.U32.pack(key), values[key])
+                                 for key in sorted(values)])
+
+
+def lost_hits(path: str, counts: dict[int, bytes]) -> str:
+    """For the per-CPU hit counters an undo could not write back: bpftool
+    writes one value to every CPU, so no command puts the counts back."""
+    lost = []
+    for slot in sorted(counts):
+        raw = counts[slot]
+        packets = sum(_abi.COUNTER.unpack_from(raw, offset)[0]
+                      for offset in range(0, len(raw), _abi.COUNTER.size))
+        lost.append("slot %d: %d packets" % (slot, packets))
+    return ("none can (bpftool writes one value to every CPU); the hits "
+            "lost in %s are %s" % (path, ", ".join(lost)))

@@ -26,8 +26,11 @@ back. Nothing found there is used as it is:
   BPF_OBJ_GET enforces, belongs to root and is writable by nobody else.
 - The map behind a pin is the map of the contract (docs/dataplane.md,
   _abi.MAPS) that its name says: name, type, key and value size,
-  max_entries and flags. Every map of the contract has a layout of its
-  own, so two swapped pins never pass.
+  max_entries and flags. The kernel's name of the map tells two swapped
+  pins apart; so does the layout, for every map but `stats` and
+  `stats_ext`, which are both eight per-CPU counters. A map the contract
+  has and the pin directory lacks (one that came after the release that
+  made the directory) is no fault: xdp_attach pins it next to the others.
 """
 
 from __future__ import absolute_import, annotations, division, print_function

@@ -15,7 +15,7 @@ __metaclass__ = type
 
 from typing import TYPE_CHECKING
 
-from . import _abi
+from . import _abi, _limits
 from ._errors import FastpathError
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ LINK, NETLINK = "link", "netlink"
 # DETACH_FIRST: another tool's link: detach it, then attach ours.
 LINK_UPDATE, NETLINK_REPLACE, MOVE, DETACH_FIRST = (
     "link_update", "netlink_replace", "move", "detach_first")
+
+NO_MAP = ("The object has no %s map (it was built before rate limits and "
+          "scanner signatures): the %s given take effect once an object "
+          "that has it is attached.")
 
 KNOWN_FLAGS = (_abi.FP_BLOCK_ALL_PORTS | _abi.FP_STEALTH_OFF
                | _abi.FP_MALFORMED_PASS | _abi.FP_SHADOW)
@@ -93,13 +97,23 @@ class Plan:
         self.ports_clear: list[int] = []
         self.flags = 0
         self.write_flags = False
+        self.limits = _limits.ZERO_LIMITS  # the `limits` value asked for
+        self.has_limits = False   # the maps will be there to hold them
+        self.has_signatures = False
+        self.write_limits = False
+        # Every slot of `scanner_sigs` asked for, and those that change.
+        self.signatures = list(_limits.NO_SIGNATURES)
+        self.signature_writes: dict[int, bytes] = {}
+        self.reset_hits: list[int] = []  # scanner_hits slots to zero
         self.make_pin_dir = False
+        self.warnings: list[str] = []
 
     @property
     def maps_changed(self) -> bool:
         """Something changes besides the program itself."""
         return (bool(self.adopt) or self.repin_prog or self.repin_link
-                or self.write_flags
+                or self.write_flags or self.write_limits
+                or bool(self.signature_writes)
                 or bool(self.ports_add or self.ports_clear)
                 or self.make_pin_dir)
 
@@ -131,9 +145,12 @@ def swap_for(cur: _current.Current, method: str) -> str:
 
 def plan_present(cur: _current.Current, ifname: str, mode: str,
                  program: str, force: bool, ports: list[int], settings: dict,
-                 cached_tag: str | None, object_maps: list[str]) -> Plan:
+                 cached_tag: str | None, object_maps: list[str],
+                 limits: bytes = _limits.ZERO_LIMITS,
+                 signatures: list[bytes] | None = None) -> Plan:
     """cur: _current.Current; object_maps: the names of the maps the
-    object declares."""
+    object declares; limits and signatures: the `limits` value and the
+    `scanner_sigs` slots asked for (_limits), none by default."""
     if cur.bad_pins:
         raise FastpathError(" ".join(msg for _name, msg in
                                      sorted(cur.bad_pins.items())))
@@ -195,7 +212,34 @@ def plan_present(cur: _current.Current, ifname: str, mode: str,
         plan.ports_clear = sorted(before - set(ports))
     if "settings" in will_exist:
         plan.write_flags = plan.flags != (cur.flags or 0)
+    plan_limits(plan, cur, will_exist, object_maps, limits, signatures)
     return plan
+
+
+def plan_limits(plan: Plan, cur: _current.Current, will_exist: set[str],
+                object_maps: list[str], limits: bytes,
+                signatures: list[bytes] | None) -> None:
+    """The `limits` value and the `scanner_sigs` slots to write; each slot
+    whose signature changes has its `scanner_hits` zeroed, so that hits
+    count for the signature they are shown with."""
+    plan.limits = limits
+    if signatures is not None:
+        plan.signatures = list(signatures)
+    plan.has_limits = "limits" in will_exist
+    plan.has_signatures = "scanner_sigs" in will_exist
+    if plan.has_limits:
+        plan.write_limits = limits != (cur.limits or _limits.ZERO_LIMITS)
+    if plan.has_signatures:
+        plan.signature_writes = _limits.changed_slots(cur.signatures,
+                                                      plan.signatures)
+    if "scanner_hits" in will_exist:
+        plan.reset_hits = sorted(plan.signature_writes)
+    asked = (("limits", "limits", limits != _limits.ZERO_LIMITS),
+             ("scanner_sigs", "scanner_signatures",
+              plan.signatures != _limits.NO_SIGNATURES))
+    for name, option, given in asked:
+        if given and name not in object_maps:
+            plan.warnings.append(NO_MAP % (name, option))
 
 
 class AbsentPlan:

@@ -37,8 +37,10 @@ description:
     (RV(moved_to_link), and a warning).
   - An XDP program that is not vos.fastpath's makes the task fail, naming
     it, unless O(force) is set.
-  - Writes the SIP ports and the settings of the program into its maps,
-    before the program is attached on a first install.
+  - Writes the SIP ports, settings, rate limits and scanner signatures
+    into the program's maps (before the program is attached on a first
+    install), without a reload. Maps not pinned yet, as on an upgrade
+    from 0.1.0, are pinned next to the others (RV(created_maps)).
 author:
   - vos-fastpath contributors (@vos-fastpath)
 options:
@@ -142,6 +144,8 @@ options:
         is half-way through changing.
     type: int
     default: 60
+extends_documentation_fragment:
+  - vos.fastpath.limits
 attributes:
   check_mode:
     description: Can run in check mode and report what would change.
@@ -153,8 +157,9 @@ attributes:
   diff_mode:
     description: Returns details on what changed.
     support: full
-    details: Shows the program tag, the mode, the SIP ports and the
-      settings before and after.
+    details: Shows the program tag, the mode, the SIP ports, the
+      settings, the limits and the scanner signatures before and after
+      (null for a map that is not there).
   platform:
     description: Linux hosts with an XDP-capable kernel.
     support: full
@@ -194,6 +199,18 @@ EXAMPLES = r"""
     settings:
       shadow: true
       malformed: pass
+
+- name: Rate-limit REGISTER and INVITE floods, ban scanners for an hour
+  vos.fastpath.xdp_attach:
+    interface: eth0
+    object: /usr/local/lib/vos-fastpath/sip_logic.bpf.o
+    limits:
+      untrusted: {register: {rate: 2, burst: 10}, invite: {rate: 5, burst: 20}}
+      bans: true
+      ban_after: 10s
+      ban_time: 15m
+      scanner_ban_time: 1h
+    scanner_signatures: [sipvicious, friendly-scanner, sipcli]
 
 - name: Replace whatever XDP program runs on eth0
   vos.fastpath.xdp_attach:
@@ -318,6 +335,13 @@ reused_maps:
   type: list
   elements: str
   sample: [allow_v4, block_v4, settings, sip_ports, stats]
+created_maps:
+  description: Maps of the object that this run created and pinned (all
+    on a first install, the new ones on an upgrade).
+  returned: when state is present
+  type: list
+  elements: str
+  sample: [bans, limits, rate_state, scanner_hits, scanner_sigs, stats_ext]
 removed_maps:
   description: Map pins removed (O(keep_maps=false)).
   returned: when state is absent
@@ -350,12 +374,34 @@ settings:
   type: dict
   sample: {block_all_ports: false, stealth: true, malformed: drop,
            shadow: false}
+limits:
+  description: The C(limits) map in the terms of O(limits), every key
+    given. Only classes with a limit, durations in seconds, each C(rate)
+    the shortest number of its interval in nanoseconds.
+  returned: when state is present
+  type: dict
+  sample: {untrusted: {register: {rate: 2.0, burst: 10}}, trusted: {},
+           bans: true, ban_after: 10, ban_time: 900,
+           scanner_ban_time: 3600, prefix_v4: 32, prefix_v6: 64}
+scanner_signatures:
+  description: The signatures in the C(scanner_sigs) map, slot by slot, in
+    lower case.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: [sipvicious, friendly-scanner]
+scanner_hits_reset:
+  description: The C(scanner_hits) slots zeroed, their signature changed.
+  returned: when state is present
+  type: list
+  elements: int
+  sample: [1]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _attach_run, _defaults, _host, _lock)
+    _abi, _attach_run, _defaults, _host, _limits, _lock)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 
@@ -383,6 +429,9 @@ def argument_spec():
                        default=list(_defaults.SIP_PORTS)),
         settings=dict(type="dict", default={}, apply_defaults=True,
                       options=settings),
+        limits=dict(type="dict", options=_limits.option_spec()),
+        scanner_signatures=dict(type="list", elements="str",
+                                default=list(_defaults.SCANNER_SIGNATURES)),
         force=dict(type="bool", default=False),
         keep_maps=dict(type="bool", default=True),
         lock_timeout=dict(type="int", default=_lock.DEFAULT_TIMEOUT),

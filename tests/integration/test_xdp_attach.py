@@ -326,14 +326,19 @@ def test_diff_shows_tag_mode_ports_and_settings_before_and_after(
     assert result["action"] == "none"
     assert result["diff"] == checked["diff"]
     before, after = result["diff"]["before"], result["diff"]["after"]
+    off = {"untrusted": {}, "trusted": {}, "bans": False, "ban_after": 0,
+           "ban_time": 0, "scanner_ban_time": 0, "prefix_v4": 32,
+           "prefix_v6": 64}
     assert before == {"tag": first["tag"], "mode": "native",
                       "attach_method": "link", "sip_ports": [5060],
                       "settings": {"block_all_ports": False, "stealth": True,
-                                   "malformed": "drop", "shadow": False}}
+                                   "malformed": "drop", "shadow": False},
+                      "limits": off, "scanner_signatures": []}
     assert after == {"tag": first["tag"], "mode": "native",
                      "attach_method": "link", "sip_ports": [5060, 5080],
                      "settings": {"block_all_ports": False, "stealth": False,
-                                  "malformed": "pass", "shadow": True}}
+                                  "malformed": "pass", "shadow": True},
+                     "limits": off, "scanner_signatures": []}
     assert sip_ports(pin_dir) == [5060, 5080]
     assert settings_flags(pin_dir) == (_abi.FP_SHADOW | _abi.FP_STEALTH_OFF
                                        | _abi.FP_MALFORMED_PASS)

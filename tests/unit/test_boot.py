@@ -104,8 +104,20 @@ def test_attach_params_merge_settings_over_the_defaults() -> None:
         pin_dir=CONFIG["pin_dir"], state="present", sip_ports=[5060, 5080],
         settings={"block_all_ports": False, "stealth": True,
                   "malformed": "pass", "shadow": True},
+        limits=None, scanner_signatures=[],
         force=False, keep_maps=True, lock_timeout=_lock.DEFAULT_TIMEOUT)
     assert _defaults.SETTINGS["shadow"] is False    # not changed
+
+
+def test_attach_params_carry_the_limits_and_signatures_as_written() -> None:
+    """boot.json holds them as the module's options; the attach code
+    checks them (_limits) as it does the module's."""
+    limits = {"untrusted": {"register": {"rate": 2.0, "burst": 10}},
+              "bans": True, "ban_time": 900}
+    params = _boot.attach_params(dict(
+        CONFIG, limits=limits, scanner_signatures=["sipvicious"]), "eth0")
+    assert params["limits"] == limits
+    assert params["scanner_signatures"] == ["sipvicious"]
 
 
 def test_attach_params_keep_a_configured_lock_timeout() -> None:
@@ -124,6 +136,8 @@ def test_attach_params_left_out_are_the_modules_defaults() -> None:
     params = _boot.attach_params(dict(CONFIG, settings=None), "eth0")
     assert params == dict(validated.validated_parameters, keep_maps=True)
     assert params["mode"] == "auto" and params["sip_ports"] == [5060]
+    # Both off: limits left out is the all-zero value.
+    assert (params["limits"], params["scanner_signatures"]) == (None, [])
 
 
 def test_attach_params_keep_a_configured_program_name() -> None:

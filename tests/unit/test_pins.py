@@ -243,13 +243,17 @@ def test_every_map_of_the_contract_passes_as_itself(name: str) -> None:
 
 
 def test_every_map_of_the_contract_fails_as_any_other() -> None:
-    """Swapping any two pins is found, by name and by layout."""
+    """Swapping any two pins is found by name, and by layout too unless
+    the two maps share one (stats and stats_ext: the name still tells)."""
+    same_layout = set()
     for have in _abi.MAPS:
         for want in _abi.MAPS:
             if have != want:
                 assert _pins.map_problem(FakeMap(have), want, "/p") is not None
                 renamed = FakeMap(want, spec=have)
-                assert _pins.map_problem(renamed, want, "/p") is not None
+                if _pins.map_problem(renamed, want, "/p") is None:
+                    same_layout.add(frozenset((have, want)))
+    assert same_layout == {frozenset(("stats", "stats_ext"))}
 
 
 def test_a_swapped_pin_is_refused_and_closed() -> None:

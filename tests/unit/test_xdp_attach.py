@@ -24,6 +24,7 @@ from ansible_collections.vos.fastpath.plugins.module_utils import (
     _defaults,
     _elf,
     _host,
+    _limits,
     _lock,
     _messages,
     _netlink,
@@ -86,6 +87,8 @@ def current(prog: dict[str, Any] | None = None, pinned: bool = True,
                     for i, name in enumerate(MAPS)}
         cur.ports = [5060] if ports is None else ports
         cur.flags = flags
+        cur.limits = _limits.ZERO_LIMITS
+        cur.signatures = list(_limits.NO_SIGNATURES)
     if cur.ours:
         cur.prog_maps = dict(cur.pins)
         cur.uses_pins = pinned
@@ -565,7 +568,8 @@ def test_move_whose_put_back_fails_says_how_to_do_it_by_hand(
 MUTATING = {"make_dir", "remove_dir", "remove_tree", "unlink", "rename",
             "pin_map_id", "pin_prog_id", "repin_link", "load", "attach",
             "detach", "create_link", "update_link", "detach_link",
-            "move_to_link", "driver_says", "write_ports", "write_flags"}
+            "move_to_link", "driver_says", "write_ports", "write_flags",
+            "write_limits", "write_slots", "clear_slots"}
 NEW_LINK_ID = 91
 
 
@@ -589,6 +593,9 @@ class FakeHost:
         self.checked_dirs: list[str] = []   # check_private_dir calls
         self.bpftool = tmp_path / "bpftool"
         self.bpftool.write_text("")
+        # scanner_hits of 2 CPUs: slot j counts j + 1 packets on each.
+        self.hits = [_abi.COUNTER.pack(j + 1, 100) * 2
+                     for j in range(_limits.MAX_SIGNATURES)]
 
     def __getattr__(self, name: str) -> Any:
         if name not in MUTATING:
@@ -657,8 +664,34 @@ class FakeHost:
     def read_flags(self, ref: Any) -> int:
         return self.cur.flags or 0
 
+    def read_limits(self, ref: Any) -> bytes:
+        return self.cur.limits or _limits.ZERO_LIMITS
+
+    def read_slots(self, ref: Any) -> list[bytes]:
+        if str(ref).endswith("scanner_hits"):
+            return list(self.hits)
+        return list(self.cur.signatures or _limits.NO_SIGNATURES)
+
     def attached_map_ids(self, skip: str | None) -> dict:
         return {}
+
+    # The map writes, kept so that a second run reads them back.
+    def do_write_limits(self, ref: Any, value: bytes) -> None:
+        self.cur.limits = value
+
+    def do_write_slots(self, ref: Any, values: dict[int, bytes]) -> None:
+        if str(ref).endswith("scanner_hits"):
+            for slot, value in values.items():
+                self.hits[slot] = value
+            return
+        slots = list(self.cur.signatures or _limits.NO_SIGNATURES)
+        for slot, value in values.items():
+            slots[slot] = value
+        self.cur.signatures = slots
+
+    def do_clear_slots(self, ref: Any, keys: list[int]) -> None:
+        for slot in keys:
+            self.hits[slot] = bytes(len(self.hits[slot]))
 
     # Changes that the fake must answer.
     def do_make_dir(self, path: str) -> None:
@@ -728,7 +761,7 @@ def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 
 
 def run_main(args: dict, host: FakeHost, tmp_path: Path,
-             check: bool = False) -> dict:
+             check: bool = False, object_maps: list[str] = MAPS) -> dict:
     obj = tmp_path / "sip_logic.bpf.o"
     obj.write_bytes(b"\x7fELF object")
     args = dict({"interface": "eth0", "object": str(obj),
@@ -745,7 +778,7 @@ def run_main(args: dict, host: FakeHost, tmp_path: Path,
             mock.patch.object(ansible_internal, "is_controller", False), \
             mock.patch.object(_host, "Host", return_value=host), \
             mock.patch.object(_tag_cache, "TagCache", return_value=cache), \
-            mock.patch.object(_elf, "map_names", return_value=MAPS), \
+            mock.patch.object(_elf, "map_names", return_value=object_maps), \
             mock.patch("sys.stdout") as stdout, \
             pytest.raises(SystemExit):
         xdp_attach.main()
@@ -1124,3 +1157,321 @@ def test_absent_reports_each_pin_it_could_not_put_back(
     assert failed == {"bpftool map pin id %d %s/%s"
                       % (cur.pins[m]["id"], PIN_DIR, m) for m in MAPS}
     assert "Do it by hand: bpftool map pin id" in result["msg"]
+
+
+# Limits and scanner signatures.
+
+LIMITS = {"untrusted": {"register": {"rate": 2, "burst": 10},
+                        "invite": {"rate": 5, "burst": 20}},
+          "bans": True, "ban_after": "10s", "ban_time": "15m",
+          "scanner_ban_time": "1h"}
+SIGNATURES = ["SIPVicious", "friendly-scanner", "sipcli"]
+NEW_MAPS = sorted(set(MAPS) - set(_abi.MAPS_0_1))
+
+
+def with_limits(cur: _current.Current, limits: dict | None = LIMITS,
+                signatures: list[str] = SIGNATURES) -> _current.Current:
+    """cur, its maps holding what limits and signatures ask for."""
+    cur.limits = _limits.limits_value(limits)
+    cur.signatures = _limits.signature_slots(signatures)
+    return cur
+
+
+def release_0_1(cur: _current.Current) -> _current.Current:
+    """cur as release 0.1.0 left it: only its nine maps, pinned and used
+    by the attached program."""
+    for name in NEW_MAPS:
+        del cur.pins[name]
+    cur.prog_maps = dict(cur.pins)
+    cur.limits = cur.signatures = None
+    return cur
+
+
+def test_limits_and_signatures_are_written_only_when_they_differ() -> None:
+    value = _limits.limits_value(LIMITS)
+    slots = _limits.signature_slots(SIGNATURES)
+    p = _plan.plan_present(current(ours()), "eth0", "auto", "sip_xdp_prog",
+                           False, [5060], DEFAULTS, OLD_TAG, MAPS, value,
+                           slots)
+    assert p.action == _plan.NONE and p.changed
+    assert p.write_limits and p.limits == value
+    assert p.signature_writes == {0: slots[0], 1: slots[1], 2: slots[2]}
+    assert p.reset_hits == [0, 1, 2]
+    same = _plan.plan_present(with_limits(current(ours())), "eth0", "auto",
+                              "sip_xdp_prog", False, [5060], DEFAULTS,
+                              OLD_TAG, MAPS, value, slots)
+    assert not same.changed
+    assert not same.write_limits and same.signature_writes == {}
+
+
+def test_limits_left_out_turn_every_limit_off() -> None:
+    p = plan(with_limits(current(ours())))
+    assert p.write_limits and p.limits == bytes(_abi.LIMITS.size)
+    assert sorted(p.signature_writes) == [0, 1, 2]
+    assert set(p.signature_writes.values()) == {bytes(40)}
+
+
+def test_fresh_install_writes_limits_and_signatures_before_attaching(
+        tmp_path: Path) -> None:
+    cur = current(pinned=False)
+    cur.pin_dir_exists = False
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"limits": LIMITS, "scanner_signatures": SIGNATURES},
+                      host, tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    names = host.names()
+    assert ("write_limits", (PIN_DIR + "/limits",
+                             _limits.limits_value(LIMITS))) in host.calls
+    slots = _limits.signature_slots(SIGNATURES)
+    assert ("write_slots", (PIN_DIR + "/scanner_sigs",
+                            {0: slots[0], 1: slots[1], 2: slots[2]})) \
+        in host.calls
+    for write in ("write_limits", "write_slots", "clear_slots"):
+        assert names.index("load") < names.index(write) < \
+            names.index("create_link")
+    assert result["created_maps"] == MAPS
+    assert result["limits"] == {
+        "untrusted": {"register": {"rate": 2.0, "burst": 10},
+                      "invite": {"rate": 5.0, "burst": 20}},
+        "trusted": {}, "bans": True, "ban_after": 10, "ban_time": 900,
+        "scanner_ban_time": 3600, "prefix_v4": 32, "prefix_v6": 64}
+    assert result["scanner_signatures"] == ["sipvicious",
+                                            "friendly-scanner", "sipcli"]
+
+
+def test_limits_and_signatures_a_second_time_make_no_call(
+        tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, current(ours()))
+    args = {"limits": LIMITS, "scanner_signatures": SIGNATURES,
+            "cached": OLD_TAG}
+    first = run_main(dict(args), host, tmp_path)
+    assert first["changed"] is True, first.get("msg")
+    assert first["scanner_hits_reset"] == [0, 1, 2]
+    host.calls.clear()
+    again = run_main(dict(args), host, tmp_path)
+    assert again["changed"] is False
+    assert again["scanner_hits_reset"] == []
+    assert host.calls == []
+    assert again["limits"] == first["limits"]
+
+
+def test_limits_in_check_mode_show_the_diff_and_change_nothing(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours()), {"bans": True}, ["sipvicious"])
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"limits": LIMITS, "scanner_signatures": SIGNATURES,
+                       "cached": OLD_TAG, "_ansible_diff": True}, host,
+                      tmp_path, check=True)
+    assert result["changed"] is True
+    assert host.calls == []
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    assert before["limits"] == dict(_defaults.LIMITS, bans=True)
+    assert before["scanner_signatures"] == ["sipvicious"]
+    assert after["limits"] == result["limits"]
+    assert after["limits"]["untrusted"]["register"] == {"rate": 2.0,
+                                                        "burst": 10}
+    assert after["scanner_signatures"] == ["sipvicious",
+                                           "friendly-scanner", "sipcli"]
+    assert result["scanner_hits_reset"] == [1, 2]
+    assert cur.signatures == _limits.signature_slots(["sipvicious"])
+
+
+@pytest.mark.parametrize("args, msg", [
+    ({"limits": {"untrusted": {"regster": {"rate": 1, "burst": 1}}}},
+     "limits.untrusted names the class 'regster', which does not exist: "
+     "use register, invite, options, other or syn."),
+    ({"limits": {"untrusted": {"invite": {"rate": -2, "burst": 1}}}},
+     "limits.untrusted.invite.rate is -2: a rate cannot be negative; give "
+     "requests a second, or 0 for no limit."),
+    ({"limits": {"untrusted": {"invite": {"rate": 2, "burst": 0}}}},
+     "limits.untrusted.invite.burst is 0: give the requests a source may "
+     "send back to back, 1 or more, at most 100000."),
+    ({"limits": {"prefix_v4": 33}}, "limits.prefix_v4 is 33: give an IPv4 "
+     "prefix length from 1 to 32, the leading bits of an address that make "
+     "one source (the default is 32)."),
+    ({"limits": {"ban_time": "5 minutes"}}, "limits.ban_time '5 minutes' "
+     "is not a duration: give seconds, or a number with s, m, h, d or w, "
+     "for example 90s, 15m, 1h or 7d."),
+    ({"scanner_signatures": ["sipvicious", "abc"]}, "scanner_signatures "
+     "entry 2 'abc' is 3 characters long: give 4 to 32 (a shorter one "
+     "would match ordinary phones)."),
+    ({"scanner_signatures": ["bad\r\nvia"]}, "scanner_signatures entry 1 "
+     "'bad\\r\\nvia' has a character that is not printable ASCII (a CR, "
+     "LF, tab or other control character, or one beyond ASCII): give the "
+     "signature in printable ASCII."),
+])
+def test_bad_limits_fail_in_one_sentence_before_anything_is_read(
+        tmp_path: Path, args: dict, msg: str) -> None:
+    host = FakeHost(tmp_path, current(ours()))
+    read = mock.Mock(side_effect=AssertionError("read"))
+    host.link = read
+    result = run_main(dict(args, cached=OLD_TAG), host, tmp_path)
+    assert result["failed"] is True
+    assert result["msg"] == msg
+    assert host.calls == [] and not read.called
+
+
+def test_a_changed_signature_zeroes_only_its_own_hits(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours()), None, SIGNATURES)
+    host = FakeHost(tmp_path, cur)
+    kept = list(host.hits)
+    changed = ["sipvicious", "sipsak", "sipcli"]
+    result = run_main({"scanner_signatures": changed, "cached": OLD_TAG},
+                      host, tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert result["scanner_hits_reset"] == [1]
+    slots = _limits.signature_slots(changed)
+    assert host.calls == [
+        ("write_slots", (PIN_DIR + "/scanner_sigs", {1: slots[1]})),
+        ("clear_slots", (PIN_DIR + "/scanner_hits", [1]))]
+    assert host.hits[1] == bytes(32)
+    assert host.hits[:1] + host.hits[2:] == kept[:1] + kept[2:]
+
+
+def test_a_failure_after_the_writes_puts_limits_signatures_and_hits_back(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours("native")), {"bans": True},
+                      ["sipvicious", "sipcli"])
+    before = (cur.limits, list(cur.signatures))
+    host = FakeHost(tmp_path, cur, failing=("update_link",))
+    hits = list(host.hits)
+    result = run_main({"limits": LIMITS, "scanner_signatures": SIGNATURES,
+                       "cached": NEW_TAG}, host, tmp_path)
+    assert result["failed"] is True
+    assert "undo_failed" not in result
+    names = host.names()
+    assert names.index("clear_slots") < names.index("update_link")
+    assert (cur.limits, cur.signatures) == before
+    assert host.hits == hits
+
+
+def test_an_undo_of_the_signatures_that_fails_says_how_by_hand(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours("native")), None, ["sipvicious"])
+    host = FakeHost(tmp_path, cur, failing=("update_link",))
+    writes = []
+
+    def write_slots(ref: str, values: dict[int, bytes]) -> None:
+        writes.append(ref)
+        if len(writes) == 3:        # the undo of the signatures
+            raise OSError(5, "Input/output error")
+    host.do_write_slots = write_slots
+    result = run_main({"scanner_signatures": ["sipcli"], "cached": NEW_TAG},
+                      host, tmp_path)
+    assert result["failed"] is True
+    (failed,) = result["undo_failed"]
+    old = _limits.signature_slots(["sipvicious"])[0]
+    assert failed["step"] == "the signatures in %s/scanner_sigs" % PIN_DIR
+    assert failed["by_hand"] == (
+        "bpftool map update pinned %s/scanner_sigs key hex 00 00 00 00 "
+        "value hex %s" % (PIN_DIR, _messages.hex_bytes(old)))
+
+
+def test_pins_of_release_0_1_are_reused_and_the_new_maps_pinned(
+        tmp_path: Path) -> None:
+    """An upgrade from 0.1.0: its nine maps pinned, none of the six new
+    ones. The load reuses the nine, the six it creates are pinned next to
+    them, and the limits are written into the new map before the swap."""
+    cur = release_0_1(current(ours("native")))
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"limits": LIMITS, "scanner_signatures": SIGNATURES,
+                       "cached": NEW_TAG, "_ansible_diff": True}, host,
+                      tmp_path)
+    assert result["changed"] is True, result.get("msg")
+    assert result["action"] == "replace"
+    assert result["reused_maps"] == sorted(_abi.MAPS_0_1)
+    assert result["created_maps"] == NEW_MAPS
+    load = dict(host.calls)["load"]
+    assert sorted(load[3]) == sorted(_abi.MAPS_0_1)
+    tmp = PIN_DIR + "/tmp_%d" % os.getpid()
+    renamed = [args for name, args in host.calls if name == "rename"]
+    assert renamed[:len(NEW_MAPS)] == [
+        (tmp + "/maps/" + name, PIN_DIR + "/" + name) for name in NEW_MAPS]
+    names = host.names()
+    assert names.index("write_limits") < names.index("update_link")
+    assert result["diff"]["before"]["limits"] is None
+    assert result["diff"]["before"]["scanner_signatures"] is None
+    assert result["diff"]["after"]["limits"] == result["limits"]
+
+
+def test_a_new_map_pinned_with_another_layout_is_still_refused(
+        tmp_path: Path) -> None:
+    cur = release_0_1(current(ours("native")))
+    cur.pins["limits"] = dict(spec_layout("limits", 7), value_size=256)
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    assert result["failed"] is True
+    assert "limits" in result["msg"]
+    assert "value_size 256 (the program needs 288)" in result["msg"]
+    assert host.calls == []
+
+
+def test_an_object_without_the_new_maps_warns_and_writes_none(
+        tmp_path: Path) -> None:
+    """A rollback to a 0.1.0 object on a host that never had the new maps:
+    the limits asked for cannot apply, and the task says so."""
+    cur = release_0_1(current(ours("native")))
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"limits": LIMITS, "scanner_signatures": SIGNATURES,
+                       "cached": NEW_TAG, "_ansible_diff": True}, host,
+                      tmp_path, object_maps=sorted(_abi.MAPS_0_1))
+    assert result["changed"] is True, result.get("msg")
+    assert result["created_maps"] == []
+    assert not {"write_limits", "write_slots", "clear_slots"} & \
+        set(host.names())
+    warned = [w["event"]["msg"] for w in result["warnings"]]
+    assert warned == [_plan.NO_MAP % ("limits", "limits"),
+                      _plan.NO_MAP % ("scanner_sigs", "scanner_signatures")]
+    assert result["diff"]["after"]["limits"] is None
+    assert result["scanner_signatures"] == ["sipvicious",
+                                            "friendly-scanner", "sipcli"]
+
+
+def test_absent_shows_the_limits_that_stay_with_the_maps(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours("native")))
+    host = FakeHost(tmp_path, cur)
+    result = run_main({"state": "absent", "_ansible_diff": True}, host,
+                      tmp_path, check=True)
+    view = _limits.limits_view(cur.limits)
+    assert result["diff"]["before"]["limits"] == view
+    assert result["diff"]["after"]["limits"] == view
+    gone = run_main({"state": "absent", "keep_maps": False,
+                     "_ansible_diff": True}, host, tmp_path, check=True)
+    assert gone["diff"]["after"]["limits"] is None
+    assert gone["diff"]["after"]["scanner_signatures"] is None
+
+
+def test_hits_that_cannot_be_zeroed_put_the_signatures_back(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours("native")), None, ["sipvicious"])
+    before = list(cur.signatures)
+    host = FakeHost(tmp_path, cur, failing=("clear_slots",))
+    hits = list(host.hits)
+    result = run_main({"scanner_signatures": ["sipcli"], "cached": OLD_TAG},
+                      host, tmp_path)
+    assert result["failed"] is True
+    assert "undo_failed" not in result
+    assert cur.signatures == before and host.hits == hits
+    assert host.names() == ["write_slots", "clear_slots", "write_slots",
+                            "write_slots"]
+
+
+def test_hits_an_undo_could_not_write_back_are_named_as_lost(
+        tmp_path: Path) -> None:
+    cur = with_limits(current(ours("native")), None, ["sipvicious"])
+    host = FakeHost(tmp_path, cur, failing=("update_link",))
+
+    def write_slots(ref: str, values: dict[int, bytes]) -> None:
+        if ref.endswith("scanner_hits"):
+            raise OSError(5, "Input/output error")
+    host.do_write_slots = write_slots
+    result = run_main({"scanner_signatures": ["sipcli"], "cached": NEW_TAG},
+                      host, tmp_path)
+    (failed,) = result["undo_failed"]
+    assert failed["step"] == "the hit counters in %s/scanner_hits" % PIN_DIR
+    # Slot 0 counted 1 packet on each of the fake's 2 CPUs.
+    assert failed["by_hand"] == (
+        "none can (bpftool writes one value to every CPU); the hits lost in "
+        "%s/scanner_hits are slot 0: 2 packets" % PIN_DIR)
