@@ -97,7 +97,7 @@ struct fp_ban {
 /* Value of `scanner_sigs`: a User-Agent signature, in lower case. The
  * first slot with len 0 ends the list. */
 struct fp_signature {
-	__u32 len;		/* 1 to FP_MAX_SIGNATURE_LEN */
+	__u32 len;		/* 4 to FP_MAX_SIGNATURE_LEN */
 	__u32 reserved;
 	__u8 text[FP_MAX_SIGNATURE_LEN];
 };
@@ -154,6 +154,7 @@ enum fp_map_size {
 	FP_MAX_BANS = 65536,
 	FP_MAX_STATS_EXT = FP_REASON_EXT_MAX - FP_REASON_MAX,
 	FP_MAX_SCANNER_SIGS = 32,
+	FP_MAX_SCANNER_HITS = FP_MAX_SCANNER_SIGS,
 };
 
 #endif /* FP_ABI_H */

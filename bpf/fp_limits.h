@@ -117,12 +117,14 @@ __noinline int fp_banned(struct xdp_md *ctx, __u32 saddr_off, __u32 is_v6)
 	return ban && ban->expires_ns > fp_now();
 }
 
-static __always_inline void fp_ban(struct fp_source *key, __u64 until,
-				   __u32 reason)
+/* Ban the source for ns from now; a length past the clock's range bans it
+ * until the clock's end. */
+static __always_inline void fp_ban(struct fp_source *key, __u64 now,
+				   __u64 ns, __u32 reason)
 {
 	struct fp_ban ban = {};
 
-	ban.expires_ns = until;
+	ban.expires_ns = now + ns < now ? ~0ULL : now + ns;
 	ban.reason = reason;
 	bpf_map_update_elem(&bans, key, &ban, BPF_ANY);
 }
@@ -138,8 +140,7 @@ __noinline int fp_ban_scanner(struct xdp_md *ctx, __u32 saddr_off,
 		return 0;
 	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
 		return 0;
-	fp_ban(&key, fp_now() + lim->scanner_ban_ns,
-	       FP_SCANNER);
+	fp_ban(&key, fp_now(), lim->scanner_ban_ns, FP_SCANNER);
 	return 1;
 }
 
@@ -210,7 +211,7 @@ __noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
 	st->last_drop_ns = now;
 	if (!trusted && (lim->flags & FP_LIMIT_BANS) && lim->ban_ns &&
 	    now - st->over_since_ns >= lim->ban_after_ns) {
-		fp_ban(&key, now + lim->ban_ns, FP_RATE_LIMITED);
+		fp_ban(&key, now, lim->ban_ns, FP_RATE_LIMITED);
 		st->over_since_ns = 0;
 	}
 	return 1;

@@ -18,7 +18,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct fp_counter);
-	__uint(max_entries, FP_MAX_SCANNER_SIGS);
+	__uint(max_entries, FP_MAX_SCANNER_HITS);
 } scanner_hits SEC(".maps");
 
 /* The LF before the User-Agent name lies in the first FP_UA_LINE_BOUND
@@ -73,26 +73,38 @@ __noinline int fp_signature_at(struct xdp_md *ctx, __u32 at, __u32 end,
 	return 1;
 }
 
-/* One of 64 bits for four bytes, the same for any ASCII case of them: a
- * filter of where a signature may start, so that a value is read once
- * whatever the number of signatures. */
+/* Two of 64 bits for four bytes, the same for any ASCII case of them: two
+ * filters of where a signature may start, so that a value is read once
+ * whatever the number of signatures and few positions are compared. */
+#define FP_QUAD_CASE	0x20202020U
+
 static __always_inline __u32 fp_quad_bit(__u32 quad)
 {
-	return ((quad | 0x20202020U) * 0x9E3779B1U) >> 26;
+	return ((quad | FP_QUAD_CASE) * 0x9E3779B1U) >> 26;
 }
 
-/* The lowest slot whose signature matches at pos, or -1. */
-__noinline int fp_signatures_at(struct xdp_md *ctx, __u32 pos, __u32 end)
+static __always_inline __u32 fp_quad_bit2(__u32 quad)
+{
+	return ((quad | FP_QUAD_CASE) * 0x85EBCA6BU) >> 26;
+}
+
+/* The lowest slot whose signature matches at pos, whose first four bytes
+ * are quad, or -1. Only a signature starting with quad (case aside) is
+ * compared. */
+__noinline int fp_signatures_at(struct xdp_md *ctx, __u32 pos, __u32 end,
+				__u32 quad)
 {
 	struct fp_signature *sig;
 	__u32 j;
 
+	quad |= FP_QUAD_CASE;
 	for (j = 0; j < FP_MAX_SCANNER_SIGS; j++) {
 		asm volatile("" : "+r"(j));
 		sig = fp_signature(j);
 		if (!sig || !sig->len)
 			return -1;
 		if (sig->len >= FP_MIN_SIGNATURE_LEN &&
+		    (*(__u32 *)sig->text | FP_QUAD_CASE) == quad &&
 		    fp_signature_at(ctx, pos, end, j))
 			return j;
 	}
@@ -119,23 +131,29 @@ __noinline int fp_value_end(struct xdp_md *ctx, __u32 at, __u32 end)
 	return at + i;
 }
 
-/* The fp_quad_bit() of every signature's first four bytes. */
-__noinline __u64 fp_signature_filter(void)
+/* The two filters of the signatures' first four bytes. */
+struct fp_quad_filter {
+	__u64 one;
+	__u64 two;
+};
+
+static __always_inline void fp_signature_filter(struct fp_quad_filter *f)
 {
 	struct fp_signature *sig;
-	__u64 filter = 0;
-	__u32 j;
+	__u32 j, quad;
 
 	for (j = 0; j < FP_MAX_SCANNER_SIGS; j++) {
 		asm volatile("" : "+r"(j));
 		sig = fp_signature(j);
 		if (!sig || !sig->len)
 			break;
-		if (sig->len >= FP_MIN_SIGNATURE_LEN &&
-		    sig->len <= FP_MAX_SIGNATURE_LEN)
-			filter |= 1ULL << fp_quad_bit(*(__u32 *)sig->text);
+		if (sig->len < FP_MIN_SIGNATURE_LEN ||
+		    sig->len > FP_MAX_SIGNATURE_LEN)
+			continue;
+		quad = *(__u32 *)sig->text;
+		f->one |= 1ULL << fp_quad_bit(quad);
+		f->two |= 1ULL << fp_quad_bit2(quad);
 	}
-	return filter;
 }
 
 /* The signature that starts first in the value at [at, end) (the lowest
@@ -145,12 +163,13 @@ __noinline int fp_search_value(struct xdp_md *ctx, __u32 at, __u32 end)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u64 filter = fp_signature_filter();
+	struct fp_quad_filter filter = {};
 	__u32 i, quad;
 	int found;
 	__u8 *p;
 
-	if (!filter)
+	fp_signature_filter(&filter);
+	if (!filter.one)
 		return -1;
 	at &= FP_HDR_MASK;
 	end = fp_value_end(ctx, at, end) & FP_HDR_MASK;
@@ -160,9 +179,10 @@ __noinline int fp_search_value(struct xdp_md *ctx, __u32 at, __u32 end)
 		    (void *)(p + 4) > data_end)
 			break;
 		__builtin_memcpy(&quad, p, 4);
-		if (!(filter >> fp_quad_bit(quad) & 1))
+		if (!(filter.one >> fp_quad_bit(quad) & 1) ||
+		    !(filter.two >> fp_quad_bit2(quad) & 1))
 			continue;
-		found = fp_signatures_at(ctx, at + i, end);
+		found = fp_signatures_at(ctx, at + i, end, quad);
 		if (found >= 0)
 			return found;
 	}
@@ -170,8 +190,8 @@ __noinline int fp_search_value(struct xdp_md *ctx, __u32 at, __u32 end)
 }
 
 /* Is the line at offset q a User-Agent header (name in any case, up to
- * FP_UA_MAX_SPACES blanks, a colon)? Returns -2 when it is not, else what
- * fp_search_value finds in its value. */
+ * FP_UA_MAX_SPACES blanks, a colon)? Returns -2 when it is not, -1 when it
+ * is the empty line that ends the headers, else the offset of its value. */
 __noinline int fp_user_agent_at(struct xdp_md *ctx, __u32 q, __u32 end)
 {
 	void *data = (void *)(long)ctx->data;
@@ -183,6 +203,8 @@ __noinline int fp_user_agent_at(struct xdp_md *ctx, __u32 q, __u32 end)
 	q &= FP_HDR_MASK;
 	end &= FP_HDR_MASK;
 	p = data + q;
+	if (q < end && (void *)(p + 1) <= data_end && fp_is_crlf(*p))
+		return -1;
 	if (q + 11 > end || (void *)(p + 11) > data_end)
 		return -2;
 	/* "user-age" with the letters' case bit set, the dash exact. */
@@ -198,21 +220,60 @@ __noinline int fp_user_agent_at(struct xdp_md *ctx, __u32 q, __u32 end)
 	}
 	if (q + i >= end || (void *)(p + i + 1) > data_end || p[i] != ':')
 		return -2;
-	return fp_search_value(ctx, q + i + 1, end);
+	return q + i + 1;
 }
 
-/* [step 12] The index of the signature that the request of len bytes at
- * offset s_off matches, or -1. The header lines start after the request
- * line, whose LF is at `from`, and after an LF within the first
- * FP_UA_LINE_BOUND bytes; only the first User-Agent header counts. */
-__noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len,
-				__u32 from)
+/* Bytes of a word equal to c, flagged 0x80; borrows can also flag a byte
+ * above a flagged one, never miss one. */
+static __always_inline __u64 fp_bytes_equal(__u64 word, __u8 c)
+{
+	__u64 x = word ^ (FP_ONES * c);
+
+	return (x - FP_ONES) & ~x & FP_HIGHS;
+}
+
+/* The candidate LFs of the word at s + off (flagged in cand): for each
+ * real LF, the line after it ends the headers (empty) or may be the
+ * User-Agent. Returns -3 to scan on, else what fp_find_user_agent
+ * returns. */
+__noinline int fp_header_lines(struct xdp_md *ctx, __u32 s_off, __u32 off,
+			       __u64 cand, __u32 end)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *p = data + ((s_off + off) & FP_HDR_MASK);
+	__u64 word;
+	__u32 k;
+	int j, r;
+
+	if ((void *)(p + 8) > data_end)
+		return -1;
+	word = fp_load_le64(p);
+	for (j = 0; j < 8 && cand; j++) {
+		k = fp_first_flagged(cand);
+		cand &= cand - 1;
+		if ((word >> (8 * k) & 0xff) != '\n')
+			continue;
+		r = fp_user_agent_at(ctx, s_off + off + k + 1, end);
+		if (r != -2)
+			return r;
+	}
+	return -3;
+}
+
+/* [step 12] The offset of the User-Agent value of the request of len bytes
+ * at s_off, or -1. The header lines start after the request line, whose
+ * LF is at `from`, and after an LF within the first FP_UA_LINE_BOUND
+ * bytes, and end at an empty line; only the first User-Agent header
+ * counts. */
+__noinline int fp_find_user_agent(struct xdp_md *ctx, __u32 s_off,
+				  __u32 len, __u32 from)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0, limit, off, k, end, i;
 	struct fp_signature *first;
-	__u64 word, lf;
+	__u64 word, lf, next;
 	__u8 *s;
 	int j, r;
 
@@ -232,21 +293,19 @@ __noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len,
 		if ((void *)(s + off + 8) > data_end)
 			return -1;
 		word = fp_load_le64(s + off);
-		lf = word ^ (FP_ONES * '\n');
-		lf = (lf - FP_ONES) & ~lf & FP_HIGHS;
-		/* Borrows can flag a byte above a true LF: check each. */
-		for (j = 0; j < 8 && lf; j++) {
-			k = fp_first_flagged(lf);
-			lf &= lf - 1;
-			if ((word >> (8 * k) & 0xff) != '\n')
-				continue;
-			/* Only a name starting with U or u can be it. */
-			if (k < 7 && ((word >> (8 * k + 8) & 0xff) | 0x20) != 'u')
-				continue;
-			r = fp_user_agent_at(ctx, s_off + off + k + 1, end);
-			if (r != -2)
-				return r;
-		}
+		lf = fp_bytes_equal(word, '\n');
+		if (!lf)
+			continue;
+		/* Only an LF followed by U, u, CR or LF (or by the next
+		 * word) needs a look: header names are rarely that. */
+		next = fp_bytes_equal(word | FP_ONES * 0x20, 'u') |
+		       fp_bytes_equal(word, '\r') | lf;
+		lf &= next >> 8 | FP_HIGHS << 56;
+		if (!lf)
+			continue;
+		r = fp_header_lines(ctx, s_off, off, lf, end);
+		if (r != -3)
+			return r;
 	}
 	off = from + 8 * i;
 	for (j = 0; j < 8; j++) {
@@ -260,6 +319,16 @@ __noinline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off, __u32 len,
 			return r;
 	}
 	return -1;
+}
+
+/* [step 12] The index of the signature that the request of len bytes at
+ * s_off matches, or -1. */
+static __always_inline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off,
+					     __u32 len, __u32 from)
+{
+	int value = fp_find_user_agent(ctx, s_off, len, from);
+
+	return value < 0 ? -1 : fp_search_value(ctx, value, s_off + len);
 }
 
 #endif /* FP_SCANNER_H */

@@ -351,32 +351,35 @@ __noinline int fp_classify_udp_payload(struct xdp_md *ctx, __u32 offset,
 	return FP_PAYLOAD_REQUEST | class << 4 | skip << 8 | line_end << 16;
 }
 
-/* The lazily looked-up trust of a packet's source ([step 5]). */
-struct fp_trust {
+/* A packet's source: where its address is, and its family. */
+struct fp_src {
 	struct xdp_md *ctx;
 	__u32 saddr_off;
 	int is_v6;
-	int known;
-	int trusted;
 };
 
-static __always_inline int fp_trusted(struct fp_trust *t, void *data_end)
+/* [step 5] Is the source trusted? Looked up only where a verdict depends
+ * on it, and a global function: a result kept for later steps would
+ * double the paths the verifier follows through each of them. */
+__noinline int fp_trusted_source(struct xdp_md *ctx, __u32 saddr_off,
+				 __u32 is_v6)
 {
-	void *data = (void *)(long)t->ctx->data;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 
-	if (!t->known) {
-		t->trusted = fp_listed(t->ctx, 0, t->is_v6,
-				       data + (t->saddr_off & FP_HDR_MASK),
-				       t->saddr_off, data_end);
-		t->known = 1;
-	}
-	return t->trusted;
+	saddr_off &= FP_HDR_MASK;
+	return fp_listed(ctx, 0, is_v6, data + saddr_off, saddr_off,
+			 data_end);
+}
+
+static __always_inline int fp_trusted(struct fp_src *t)
+{
+	return fp_trusted_source(t->ctx, t->saddr_off, t->is_v6);
 }
 
 /* [step 11] Is a request of the class over its source's budget? The
  * allowlist is read only when the class has a budget. */
-static __always_inline int fp_rate_limited(struct fp_trust *t, __u32 class,
-					   void *data_end)
+static __always_inline int fp_rate_limited(struct fp_src *t, __u32 class)
 {
 	struct fp_limits *lim = fp_limits();
 
@@ -384,17 +387,17 @@ static __always_inline int fp_rate_limited(struct fp_trust *t, __u32 class,
 		     !fp_class_limited(lim, class, 1)))
 		return 0;
 	return fp_over_budget(t->ctx, t->saddr_off, t->is_v6, class,
-			      fp_trusted(t, data_end));
+			      fp_trusted(t));
 }
 
 /* [step 9] SIP over TCP: a connection attempt (SYN without ACK) is a
  * request of class SYN. */
 static __always_inline int fp_check_tcp(struct tcphdr *tcp,
-					struct fp_trust *t, void *data_end,
+					struct fp_src *t, void *data_end,
 					__u32 *reason)
 {
 	if ((void *)(tcp + 1) <= data_end && tcp->syn && !tcp->ack &&
-	    fp_rate_limited(t, FP_CLASS_SYN, data_end)) {
+	    fp_rate_limited(t, FP_CLASS_SYN)) {
 		*reason = FP_RATE_LIMITED;
 		return XDP_DROP;
 	}
@@ -402,18 +405,24 @@ static __always_inline int fp_check_tcp(struct tcphdr *tcp,
 	return XDP_PASS;
 }
 
-/* [step 10] to [step 14] for a packet for a SIP UDP port. */
-static __always_inline int fp_check_udp(struct xdp_md *ctx,
-					struct udphdr *udp, __u32 udp_off,
-					__u32 ip_end, __u32 info, __u32 flags,
-					struct fp_trust *t, __u32 *reason)
+/* [step 10] to [step 14] for a packet for a SIP UDP port, whose UDP
+ * header is at udp_off. A global function, verified once whatever path
+ * led to it. */
+static __always_inline int fp_check_udp_at(struct xdp_md *ctx,
+					   __u32 udp_off, __u32 ip_end,
+					   __u32 info, __u32 flags,
+					   struct fp_src *t, __u32 *reason)
 {
+	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 udp_len = bpf_ntohs(udp->len);
+	struct udphdr *udp = data + (udp_off & FP_HDR_MASK);
 	__u32 room = ip_end > udp_off ? ip_end - udp_off : 0;
-	__u32 len, class, skip, line_end;
+	__u32 udp_len, len, class, skip, line_end;
 	int kind, sig;
 
+	if ((void *)(udp + 1) > data_end)
+		goto malformed;
+	udp_len = bpf_ntohs(udp->len);
 	if (udp_len < sizeof(*udp))
 		goto malformed;
 	if (info & FP_INFO_FIRST_FRAG) {
@@ -436,14 +445,14 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 	line_end = kind >> 16;
 
 	/* [step 11] */
-	if (fp_rate_limited(t, class, data_end)) {
+	if (fp_rate_limited(t, class)) {
 		*reason = FP_RATE_LIMITED;
 		return XDP_DROP;
 	}
 	/* [step 12] */
 	sig = fp_scanner_match(ctx, udp_off + sizeof(*udp) + skip,
 			       len - skip, line_end);
-	if (sig >= 0 && !fp_trusted(t, data_end)) {
+	if (sig >= 0 && !fp_trusted(t)) {
 		fp_count(&scanner_hits, sig, data_end - (void *)(long)ctx->data);
 		fp_ban_scanner(ctx, t->saddr_off, t->is_v6);
 		*reason = FP_SCANNER;
@@ -451,17 +460,34 @@ static __always_inline int fp_check_udp(struct xdp_md *ctx,
 	}
 	/* [step 13] */
 	if (class == FP_CLASS_OPTIONS && !(flags & FP_STEALTH_OFF) &&
-	    !fp_trusted(t, data_end)) {
+	    !fp_trusted(t)) {
 		*reason = FP_OPTIONS_DROPPED;
 		return XDP_DROP;
 	}
 	return fp_pass_sip(ctx, reason);
 
 malformed:
-	if (fp_trusted(t, data_end))
+	if (fp_trusted(t))
 		return fp_pass_sip(ctx, reason);
 	*reason = FP_MALFORMED;
 	return flags & FP_MALFORMED_PASS ? XDP_PASS : XDP_DROP;
+}
+
+__noinline int fp_check_udp(struct xdp_md *ctx, __u64 offsets, __u32 info,
+			    __u32 flags)
+{
+	struct fp_src src = {
+		.ctx = ctx,
+		.saddr_off = (offsets >> (2 * FP_OFF_BITS)) & FP_HDR_MASK,
+		.is_v6 = !!(info & FP_INFO_V6),
+	};
+	__u32 reason = FP_MALFORMED;
+	int action;
+
+	action = fp_check_udp_at(ctx, offsets & FP_HDR_MASK,
+				 (offsets >> FP_OFF_BITS) & FP_OFF_MASK, info,
+				 flags, &src, &reason);
+	return action | reason << 8;
 }
 
 /* [step 3] to [step 14] for a packet with a valid IP header. Returns the
@@ -480,7 +506,7 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	int is_tcp = (info & 0xff) == FP_IPPROTO_TCP;
 	int reachable = !!(info & FP_INFO_L4);
 	struct udphdr *l4 = data + l4_off; /* dest is at that offset in TCP */
-	struct fp_trust trust = {
+	struct fp_src src = {
 		.ctx = ctx, .saddr_off = saddr_off, .is_v6 = is_v6,
 	};
 	__u32 reason = FP_NOT_SIP;
@@ -500,13 +526,13 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	 * sources, is looked up only to overturn their drop, so that the
 	 * common case, a source in neither list, costs no allowlist lookup. */
 	if (fp_banned(ctx, saddr_off, is_v6) &&
-	    !fp_trusted(&trust, data_end)) {
+	    !fp_trusted(&src)) {
 		reason = FP_BANNED;
 		action = XDP_DROP;
 		goto out;
 	}
 	if (fp_listed(ctx, 1, is_v6, saddr, saddr_off, data_end) &&
-	    !fp_trusted(&trust, data_end)) {
+	    !fp_trusted(&src)) {
 		reason = FP_BLOCKED;
 		action = XDP_DROP;
 		goto out;
@@ -514,12 +540,14 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	/* [step 8] */
 	if (!is_sip)
 		goto out;
-	if (is_tcp)
-		action = fp_check_tcp((struct tcphdr *)l4, &trust, data_end,
+	if (is_tcp) {
+		action = fp_check_tcp((struct tcphdr *)l4, &src, data_end,
 				      &reason);
-	else
-		action = fp_check_udp(ctx, l4, l4_off, ip_end, info, flags,
-				      &trust, &reason);
+	} else {
+		action = fp_check_udp(ctx, offsets, info, flags);
+		reason = action >> 8;
+		action &= 0xff;
+	}
 out:
 	return action | reason << 8;
 }

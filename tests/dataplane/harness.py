@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugins.module_utils import _abi, _bpf, _counters
-from tests.dataplane.model import Entry, Tables
+from tests.dataplane.model import (
+    Ban,
+    Entry,
+    Limits,
+    Rate,
+    Signature,
+    Source,
+    Tables,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECT = REPO / "build" / "sip_logic.bpf.o"
@@ -25,9 +33,26 @@ BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 _XDP_MD = struct.Struct("=IIIIII")  # data data_end meta ifindex rxq egress
 
 
+# include/uapi/linux/time.h; Python's time module does not name it.
+CLOCK_MONOTONIC_COARSE = 6
+
+
 def boot_ns() -> int:
-    """Now, on the clock the program reads (bpf_ktime_get_boot_ns)."""
+    """Now, on the clock of list entries (bpf_ktime_get_boot_ns)."""
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def mono_ns() -> int:
+    """Now, on the clock of budgets and bans (CLOCK_MONOTONIC): at or
+    after what the program reads from it from here on."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def mono_floor_ns() -> int:
+    """At or before what the program reads from the clock of budgets and
+    bans from here on: it reads the coarse CLOCK_MONOTONIC, one step per
+    tick, where the kernel has bpf_ktime_get_coarse_ns()."""
+    return time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)
 
 
 def build() -> Path:
@@ -40,15 +65,73 @@ class Outcome:
     """What one test run did: the XDP action and the counters that moved."""
 
     action: int
-    reasons: list[int]      # stats indexes that moved (exactly one expected)
+    reasons: list[int]      # reasons that moved: stats, then FP_REASON_MAX
+    #                         + stats_ext index (exactly one expected)
     protos: list[int]       # proto_stats indexes that moved
-    bytes_counted: int      # growth of the moved stats counter's bytes
+    bytes_counted: int      # growth of the moved reason counters' bytes
+    signatures: list[int]   # scanner_hits indexes that moved
+    signature_bytes: int    # growth of their bytes
 
 
 def _moved(before: list[tuple[int, int]],
            after: list[tuple[int, int]]) -> list[int]:
     return [i for i, (a, b) in enumerate(zip(before, after, strict=True))
             if a != b]
+
+
+def _grown(before: list[tuple[int, int]], after: list[tuple[int, int]],
+           moved: list[int]) -> int:
+    return sum(after[i][1] - before[i][1] for i in moved)
+
+
+# The maps a run's counters are read from, in Outcome order.
+COUNTER_MAPS = ("stats", "stats_ext", "proto_stats", "scanner_hits")
+# The maps of state that frames change, cleared by load_tables().
+STATE_MAPS = ("rate_state", "bans")
+
+
+def pack_limits(limits: Limits) -> bytes:
+    values: list[int] = []
+    for budget in limits.untrusted + limits.trusted:
+        values += [budget.interval_ns, budget.burst, 0]
+    values += [limits.ban_after_ns, limits.ban_ns, limits.scanner_ban_ns,
+               limits.flags, limits.prefix_v4, limits.prefix_v6, 0]
+    return _abi.LIMITS.pack(*values)
+
+
+def pack_signature(sig: Signature | None) -> bytes:
+    if sig is None:
+        return bytes(_abi.SIGNATURE.size)
+    return _abi.SIGNATURE.pack(sig.len, 0, sig.padded())
+
+
+def pack_source(key: Source) -> bytes:
+    return _abi.SOURCE.pack(key.family, key.prefixlen, 0, key.addr)
+
+
+def unpack_source(raw: bytes) -> Source:
+    family, prefixlen, _reserved, addr = _abi.SOURCE.unpack(raw)
+    return Source(family, prefixlen, addr)
+
+
+def pack_rate(rate: Rate) -> bytes:
+    return _abi.RATE.pack(*rate.tat_ns, rate.over_since_ns,
+                          rate.last_drop_ns)
+
+
+def unpack_rate(raw: bytes) -> Rate:
+    fields = _abi.RATE.unpack(raw)
+    slots = _abi.CLASS_SLOTS
+    return Rate(list(fields[:slots]), fields[slots], fields[slots + 1])
+
+
+def pack_ban(ban: Ban) -> bytes:
+    return _abi.BAN.pack(ban.expires_ns, ban.reason, 0)
+
+
+def unpack_ban(raw: bytes) -> Ban:
+    expires_ns, reason, _reserved = _abi.BAN.unpack(raw)
+    return Ban(expires_ns, reason)
 
 
 class Dataplane:
@@ -71,6 +154,7 @@ class Dataplane:
         self.maps = {name: _bpf.Map.open_pinned(str(pin_dir / name))
                      for name in _abi.MAPS}
         self.ifindex = 0
+        self._ports: set[int] | None = None    # as last written
 
     def close(self) -> None:
         for m in self.maps.values():
@@ -79,25 +163,49 @@ class Dataplane:
 
     # -- maps -------------------------------------------------------------
 
-    def clear_lists(self) -> None:
-        for name in ("allow_v4", "allow_v6", "block_v4", "block_v6"):
+    def _clear(self, *names: str) -> None:
+        for name in names:
             m = self.maps[name]
             for key in m.keys():
                 m.delete(key)
 
+    def clear_lists(self) -> None:
+        self._clear("allow_v4", "allow_v6", "block_v4", "block_v6")
+
     def load_tables(self, tables: Tables) -> None:
-        """Make the maps equal to the model's tables."""
+        """Make the maps equal to the model's tables: configuration and
+        state (counters are left alone; runs read how they move)."""
         self.clear_lists()
-        ports = self.maps["sip_ports"]
-        for port in range(65536):
-            on = 1 if port in tables.sip_ports else 0
-            if on or ports.lookup(_abi.U32.pack(port)) != b"\0":
-                ports.update(_abi.U32.pack(port), _abi.U8.pack(on))
+        self.set_ports(tables.sip_ports)
         self.set_flags(tables.flags)
         for entry in tables.allow:
             self._put("allow", entry)
         for entry in tables.block:
             self._put("block", entry)
+        self.set_limits(tables.limits)
+        self.set_signatures(tables.signatures)
+        self.load_state(tables)
+
+    def load_state(self, tables: Tables) -> None:
+        """rate_state and bans as the model's."""
+        self._clear(*STATE_MAPS)
+        for key, rate in tables.rate_state.items():
+            self.write_rate(key, rate)
+        for key, ban in tables.bans.items():
+            self.write_ban(key, ban)
+
+    def set_ports(self, ports: set[int]) -> None:
+        """sip_ports: the ports that changed since the last call."""
+        m = self.maps["sip_ports"]
+        if self._ports is None:     # first call: the whole array
+            keys = b"".join(_abi.U32.pack(p) for p in range(65536))
+            values = bytes(1 if p in ports else 0 for p in range(65536))
+            m.update_batch(keys, values)
+        else:
+            for port in self._ports ^ ports:
+                m.update(_abi.U32.pack(port),
+                         _abi.U8.pack(1 if port in ports else 0))
+        self._ports = set(ports)
 
     def _put(self, kind: str, entry: Entry) -> None:
         net = entry.network
@@ -112,25 +220,74 @@ class Dataplane:
         self.maps["settings"].update(_abi.U32.pack(0),
                                      _abi.SETTINGS.pack(flags, 0))
 
+    def set_limits(self, limits: Limits) -> None:
+        self.maps["limits"].update(_abi.U32.pack(0), pack_limits(limits))
+
+    def set_signatures(self, signatures: list[Signature]) -> None:
+        """Slot j holds signatures[j]; the slots after them are zero."""
+        m = self.maps["scanner_sigs"]
+        for slot in range(m.max_entries):
+            sig = signatures[slot] if slot < len(signatures) else None
+            m.update(_abi.U32.pack(slot), pack_signature(sig))
+
+    def write_rate(self, key: Source, rate: Rate) -> None:
+        self.maps["rate_state"].update(pack_source(key), pack_rate(rate))
+
+    def write_ban(self, key: Source, ban: Ban) -> None:
+        self.maps["bans"].update(pack_source(key), pack_ban(ban))
+
+    def rate(self, key: Source) -> Rate | None:
+        raw = self.maps["rate_state"].lookup(pack_source(key))
+        return None if raw is None else unpack_rate(raw)
+
+    def ban(self, key: Source) -> Ban | None:
+        raw = self.maps["bans"].lookup(pack_source(key))
+        return None if raw is None else unpack_ban(raw)
+
+    def rate_state(self) -> dict[Source, Rate]:
+        m = self.maps["rate_state"]
+        return {unpack_source(k): unpack_rate(m.lookup(k) or b"")
+                for k in m.keys()}
+
+    def bans(self) -> dict[Source, Ban]:
+        m = self.maps["bans"]
+        return {unpack_source(k): unpack_ban(m.lookup(k) or b"")
+                for k in m.keys()}
+
     # -- counters ---------------------------------------------------------
 
     def counters(self, name: str) -> list[tuple[int, int]]:
         """(packets, bytes) per index, summed over CPUs."""
         m = self.maps[name]
-        return [_counters.sum_percpu(m.lookup(_abi.U32.pack(i)), m.slot_size)
-                for i in range(m.max_entries)]
+        keys, values = m.lookup_batch()
+        out = [(0, 0)] * m.max_entries
+        size = m.full_value_size
+        for i in range(len(keys) // m.key_size):
+            index = _abi.U32.unpack_from(keys, i * m.key_size)[0]
+            out[index] = _counters.sum_percpu(
+                values[i * size:(i + 1) * size], m.slot_size)
+        return out
+
+    def all_counters(self) -> dict[str, list[tuple[int, int]]]:
+        return {name: self.counters(name) for name in COUNTER_MAPS}
 
     # -- runs -------------------------------------------------------------
 
     def run(self, frame: bytes, rx_queue: int = 0) -> Outcome:
         """One frame through BPF_PROG_TEST_RUN, with the counters it moved."""
-        before = self.counters("stats"), self.counters("proto_stats")
+        before = self.all_counters()
         action = self.test_run(frame, rx_queue).retval
-        after = self.counters("stats"), self.counters("proto_stats")
-        reasons = _moved(before[0], after[0])
-        protos = _moved(before[1], after[1])
-        grown = sum(after[0][i][1] - before[0][i][1] for i in reasons)
-        return Outcome(action, reasons, protos, grown)
+        after = self.all_counters()
+        moved = {name: _moved(before[name], after[name])
+                 for name in COUNTER_MAPS}
+        reasons = moved["stats"] + [_abi.FP_REASON_MAX + i
+                                    for i in moved["stats_ext"]]
+        grown = sum(_grown(before[name], after[name], moved[name])
+                    for name in ("stats", "stats_ext"))
+        return Outcome(action, reasons, moved["proto_stats"], grown,
+                       moved["scanner_hits"],
+                       _grown(before["scanner_hits"], after["scanner_hits"],
+                              moved["scanner_hits"]))
 
     def test_run(self, frame: bytes, rx_queue: int = 0,
                  repeat: int = 1) -> _bpf.TestRun:

@@ -3,11 +3,18 @@
 A pure-Python statement of the decision steps of docs/dataplane.md, cited
 as [step N]. The BPF program is checked against decide() frame by frame,
 so this file favours plain, literal code over speed or cleverness.
+
+Time is an input: decide() takes the two clocks the program reads, the
+CLOCK_BOOTTIME time of list entries and the CLOCK_MONOTONIC time of budgets
+and bans. The state the program keeps between frames (per-source budgets,
+bans, scanner hits) lives in Tables, next to the configuration, and
+decide() updates it as the program updates its maps.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from plugins.module_utils import _abi
@@ -34,6 +41,9 @@ MAX_IPV6_EXT = 4
 
 UDP_HLEN = 8
 TCP_HLEN = 20
+TCP_FLAGS = 13          # offset of the flags byte in the TCP header
+TCP_SYN = 0x02
+TCP_ACK = 0x10
 
 V4_CLASSES = {
     IPPROTO_TCP: _abi.FP_PROTO_TCP,
@@ -47,19 +57,34 @@ V6_CLASSES = {
 }
 
 CRLF_BYTES = b"\r\n"
+KEEPALIVE_BYTES = b"\r\n \t\0"
+MAX_KEEPALIVE = 16
 MAX_CRLF_SKIP = 4
-MAX_KEEPALIVE = 4
 STUN_MIN = 20
 STUN_COOKIE = bytes.fromhex("2112A442")
 SIP_RESPONSE = b"SIP/2.0 "
 SIP_VERSION_TAIL = b" SIP/2.0"
-MAX_METHOD = 32
 MAX_REQUEST_LINE = 512
 TOKEN_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     b"-.!%*_+`'~"
 )
 DIGITS = frozenset(b"0123456789")
+METHOD_CLASSES = {
+    b"REGISTER": _abi.FP_CLASS_REGISTER,
+    b"INVITE": _abi.FP_CLASS_INVITE,
+    b"OPTIONS": _abi.FP_CLASS_OPTIONS,
+}
+
+# [step 12] The User-Agent header and the bounds of the search.
+UA_LINE_BOUND = 1024
+U64_MAX = (1 << 64) - 1
+UA_VALUE_BOUND = 128
+UA_NAME = re.compile(rb"(?i)user-agent[ \t]{0,8}:")
+SIGNATURE_SLOTS = _abi.MAPS["scanner_sigs"].max_entries
+
+# Every reason by number: `stats`, then `stats_ext` from FP_REASON_MAX on.
+REASON_NAMES = _abi.REASONS + _abi.REASONS_EXT
 
 
 @dataclass
@@ -75,28 +100,121 @@ class Entry:
 
 
 @dataclass
+class Budget:
+    """struct fp_budget: one request per interval_ns, burst at once."""
+
+    interval_ns: int = 0
+    burst: int = 0
+
+
+def _budgets() -> list[Budget]:
+    return [Budget() for _slot in range(_abi.CLASS_SLOTS)]
+
+
+@dataclass
+class Limits:
+    """struct fp_limits: every field zero (the default) turns every limit
+    and ban off."""
+
+    untrusted: list[Budget] = field(default_factory=_budgets)
+    trusted: list[Budget] = field(default_factory=_budgets)
+    ban_after_ns: int = 0
+    ban_ns: int = 0
+    scanner_ban_ns: int = 0
+    flags: int = 0
+    prefix_v4: int = 0
+    prefix_v6: int = 0
+
+
+@dataclass
+class Signature:
+    """struct fp_signature: text (zero padded to 32 bytes in the map) and
+    its len, len(text) unless given."""
+
+    text: bytes
+    length: int | None = None
+
+    @property
+    def len(self) -> int:
+        return len(self.text) if self.length is None else self.length
+
+    def padded(self) -> bytes:
+        return self.text.ljust(_abi.MAX_SIGNATURE_LEN, b"\0")
+
+
+@dataclass(frozen=True)
+class Source:
+    """struct fp_source: a source address masked to its prefix."""
+
+    family: int
+    prefixlen: int
+    addr: bytes         # 16 bytes, IPv4 in the first 4
+
+
+@dataclass
+class Rate:
+    """struct fp_rate: a source's budget state."""
+
+    tat_ns: list[int] = field(
+        default_factory=lambda: [0] * _abi.CLASS_SLOTS)
+    over_since_ns: int = 0
+    last_drop_ns: int = 0
+
+    def copy(self) -> Rate:
+        return Rate(list(self.tat_ns), self.over_since_ns, self.last_drop_ns)
+
+
+@dataclass
+class Ban:
+    """struct fp_ban."""
+
+    expires_ns: int
+    reason: int
+
+
+@dataclass
 class Tables:
-    """The maps as the program sees them for one run."""
+    """The maps as the program sees them: configuration, then the state
+    that frames change (rate_state, bans, scanner_hits packets)."""
 
     sip_ports: set[int] = field(default_factory=lambda: {5060})
     allow: list[Entry] = field(default_factory=list)
     block: list[Entry] = field(default_factory=list)
     flags: int = 0
     xsk_queues: set[int] = field(default_factory=set)
+    limits: Limits = field(default_factory=Limits)
+    signatures: list[Signature] = field(default_factory=list)
+    rate_state: dict[Source, Rate] = field(default_factory=dict)
+    bans: dict[Source, Ban] = field(default_factory=dict)
+    scanner_hits: list[int] = field(
+        default_factory=lambda: [0] * SIGNATURE_SLOTS)
+
+    def fork(self) -> Tables:
+        """The same configuration with a copy of the state."""
+        return Tables(
+            self.sip_ports, self.allow, self.block, self.flags,
+            self.xsk_queues, self.limits, self.signatures,
+            {k: v.copy() for k, v in self.rate_state.items()},
+            {k: Ban(v.expires_ns, v.reason) for k, v in self.bans.items()},
+            list(self.scanner_hits))
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """XDP action, `stats` index and `proto_stats` index (or None)."""
+    """XDP action, reason (a `stats` index, or FP_REASON_MAX + a
+    `stats_ext` index), `proto_stats` index (or None), and the signature
+    slot whose `scanner_hits` counter moves (or None)."""
 
     action: int
     reason: int
     proto: int | None
+    signature: int | None = None
 
     def __str__(self) -> str:
         proto = "-" if self.proto is None else _abi.PROTOS[self.proto]
         action = ACTION_NAMES.get(self.action, str(self.action))
-        return f"{action}/{_abi.REASONS[self.reason]}/{proto}"
+        hit = "" if self.signature is None else "/sig%d" % self.signature
+        return f"{action}/{REASON_NAMES[self.reason]}/{proto}{hit}"
 
 
 ACTION_NAMES = {
@@ -242,9 +360,12 @@ def lpm_match(entries: list[Entry], addr: IPAddress, now_ns: int) -> bool:
                for entry in latest.values())
 
 
+# [step 10] The payload.
+
+
 def is_keepalive(payload: bytes) -> bool:
     return len(payload) <= MAX_KEEPALIVE and all(
-        b in CRLF_BYTES for b in payload)
+        b in KEEPALIVE_BYTES for b in payload)
 
 
 def is_stun(payload: bytes) -> bool:
@@ -269,9 +390,10 @@ def is_response(text: bytes) -> bool:
 def request_method(text: bytes) -> bytes | None:
     """The method of a valid request line, else None."""
     k = 0
-    while k < len(text) and k <= MAX_METHOD and text[k] in TOKEN_CHARS:
+    while k < len(text) and text[k] in TOKEN_CHARS:
         k += 1
-    if not 1 <= k <= MAX_METHOD or text[k:k + 1] != b" ":
+    # The space after the method lies within the first 512 bytes.
+    if k == 0 or k >= MAX_REQUEST_LINE or text[k:k + 1] != b" ":
         return None
     end = text.find(b"\r\n")
     # The method's space may double as the one of " SIP/2.0".
@@ -282,8 +404,12 @@ def request_method(text: bytes) -> bytes | None:
     return text[:k]
 
 
+def method_class(method: bytes) -> int:
+    return METHOD_CLASSES.get(method, _abi.FP_CLASS_OTHER)
+
+
 def udp_payload(frame: bytes, pkt: Packet) -> bytes | None:
-    """The payload P of [step 9], or None when the UDP length is
+    """The payload P of [step 10], or None when the UDP length is
     malformed."""
     udp_len = _u16(frame, pkt.l4 + 4)
     start = pkt.l4 + UDP_HLEN
@@ -295,30 +421,162 @@ def udp_payload(frame: bytes, pkt: Packet) -> bytes | None:
     return frame[start:pkt.l4 + udp_len]
 
 
+# [step 12] Scanner fingerprints.
+
+
+def user_agent_value(text: bytes) -> bytes | None:
+    """The value of the first User-Agent header of S whose line follows an
+    LF within the first 1024 bytes, from the LF that ends the request line
+    on and before the empty line that ends the headers, up to its CR or
+    LF."""
+    request_line_lf = text.find(b"\r\n") + 1
+    for lf in range(request_line_lf, min(len(text), UA_LINE_BOUND)):
+        if text[lf] != ord("\n"):
+            continue
+        if text[lf + 1:lf + 2] in (b"\r", b"\n"):
+            return None     # the empty line that ends the headers
+        name = UA_NAME.match(text, lf + 1)
+        if name is None:
+            continue
+        value = text[name.end():]
+        for end, byte in enumerate(value):
+            if byte in CRLF_BYTES:
+                return value[:end]
+        return value
+    return None
+
+
+def signature_list(signatures: list[Signature]) -> list[tuple[int, bytes]]:
+    """(slot, text) of the signatures in use: up to the first len 0, the
+    lengths out of 4 to 32 skipped."""
+    found = []
+    for slot, sig in enumerate(signatures[:SIGNATURE_SLOTS]):
+        if sig.len == 0:
+            break
+        if _abi.MIN_SIGNATURE_LEN <= sig.len <= _abi.MAX_SIGNATURE_LEN:
+            found.append((slot, sig.padded()[:sig.len]))
+    return found
+
+
+def scanner_match(text: bytes, signatures: list[Signature]) -> int | None:
+    """The slot of the signature that starts first within the first 128
+    bytes of the User-Agent value (the lowest slot of those starting at
+    one byte), or None."""
+    value = user_agent_value(text)
+    if value is None:
+        return None
+    window = value[:UA_VALUE_BOUND].lower()
+    in_use = signature_list(signatures)
+    for pos in range(len(window)):
+        for slot, sig in in_use:
+            if window[pos:pos + len(sig)] == sig:
+                return slot
+    return None
+
+
+# [step 6], [step 11] Sources, budgets and bans.
+
+
+def source_of(src: IPAddress, limits: Limits) -> Source:
+    """The source: the address masked to the aggregation prefix."""
+    if src.version == 4:
+        prefix = limits.prefix_v4
+        if prefix == 0 or prefix > 32:
+            prefix = 32
+    else:
+        prefix = limits.prefix_v6
+        if prefix == 0:
+            prefix = 64
+        prefix = min(prefix, 128)
+    net = ipaddress.ip_network((src, prefix), strict=False)
+    return Source(src.version, prefix,
+                  net.network_address.packed.ljust(16, b"\0"))
+
+
+def is_banned(tables: Tables, src: IPAddress, mono_ns: int) -> bool:
+    limits = tables.limits
+    if not limits.flags & _abi.FP_LIMIT_BANS:
+        return False
+    ban = tables.bans.get(source_of(src, limits))
+    return ban is not None and ban.expires_ns > mono_ns
+
+
+def ban(tables: Tables, key: Source, until_ns: int, reason: int) -> None:
+    """A ban replaces any earlier ban of the source; one that would end
+    past the clock's range ends at its last value."""
+    tables.bans[key] = Ban(min(until_ns, U64_MAX), reason)
+
+
+def over_budget(tables: Tables, src: IPAddress, cls: int, trusted: bool,
+                mono_ns: int) -> bool:
+    """Charge one request of class cls: is it over its source's budget?"""
+    limits = tables.limits
+    budget = (limits.trusted if trusted else limits.untrusted)[cls]
+    if budget.interval_ns == 0:
+        return False
+    key = source_of(src, limits)
+    rate = tables.rate_state.setdefault(key, Rate())
+    burst = budget.burst or 1
+    # GCRA: fits when TAT' - now <= (B - 1) * T, then TAT = TAT' + T.
+    tat = max(rate.tat_ns[cls], mono_ns)
+    if tat - mono_ns <= (burst - 1) * budget.interval_ns:
+        rate.tat_ns[cls] = tat + budget.interval_ns
+        return False
+    # Over budget: the streak goes on while drops come within B * T.
+    if rate.over_since_ns == 0 or \
+            mono_ns - rate.last_drop_ns > burst * budget.interval_ns:
+        rate.over_since_ns = mono_ns
+    rate.last_drop_ns = mono_ns
+    if not trusted and limits.flags & _abi.FP_LIMIT_BANS and limits.ban_ns \
+            and mono_ns - rate.over_since_ns >= limits.ban_after_ns:
+        ban(tables, key, mono_ns + limits.ban_ns, _abi.FP_RATE_LIMITED)
+        rate.over_since_ns = 0
+    return True
+
+
+# The verdicts.
+
+
 def _verdict(action: int, reason: int, proto: int | None,
-             flags: int) -> Verdict:
+             flags: int, signature: int | None = None) -> Verdict:
     if action == _abi.XDP_DROP and flags & _abi.FP_SHADOW:
         action = _abi.XDP_PASS
-    return Verdict(action, reason, proto)
+    return Verdict(action, reason, proto, signature)
 
 
 def _sip_pass(tables: Tables, rx_queue: int, proto: int) -> Verdict:
-    # [step 10] Every pass of SIP over UDP may go to an AF_XDP socket.
+    # [step 14] Every pass of SIP over UDP may go to an AF_XDP socket.
     if rx_queue in tables.xsk_queues:
         return Verdict(_abi.XDP_REDIRECT, _abi.FP_REDIRECTED, proto)
     return Verdict(_abi.XDP_PASS, _abi.FP_PASSED, proto)
 
 
-def _trusted(tables: Tables, rx_queue: int, pkt: Packet,
-             is_sip: bool) -> Verdict:
-    if is_sip and pkt.proto == _abi.FP_PROTO_UDP:
-        return _sip_pass(tables, rx_queue, pkt.proto)
-    reason = _abi.FP_PASSED if is_sip else _abi.FP_NOT_SIP
-    return Verdict(_abi.XDP_PASS, reason, pkt.proto)
+def _request(text: bytes, cls: int, pkt: Packet, tables: Tables,
+             trusted: bool, mono_ns: int, rx_queue: int) -> Verdict:
+    flags, limits = tables.flags, tables.limits
+    # [step 11]
+    if over_budget(tables, pkt.src, cls, trusted, mono_ns):
+        return _verdict(_abi.XDP_DROP, _abi.FP_RATE_LIMITED, pkt.proto,
+                        flags)
+    # [step 12]
+    slot = scanner_match(text, tables.signatures)
+    if slot is not None and not trusted:
+        tables.scanner_hits[slot] += 1
+        if limits.flags & _abi.FP_LIMIT_BANS and limits.scanner_ban_ns:
+            ban(tables, source_of(pkt.src, limits),
+                mono_ns + limits.scanner_ban_ns, _abi.FP_SCANNER)
+        return _verdict(_abi.XDP_DROP, _abi.FP_SCANNER, pkt.proto, flags,
+                        slot)
+    # [step 13]
+    if cls == _abi.FP_CLASS_OPTIONS and not trusted \
+            and not flags & _abi.FP_STEALTH_OFF:
+        return _verdict(_abi.XDP_DROP, _abi.FP_OPTIONS_DROPPED, pkt.proto,
+                        flags)
+    return _sip_pass(tables, rx_queue, pkt.proto)
 
 
-def _inspect_udp(frame: bytes, pkt: Packet, tables: Tables,
-                 rx_queue: int) -> Verdict:
+def _inspect_udp(frame: bytes, pkt: Packet, tables: Tables, trusted: bool,
+                 mono_ns: int, rx_queue: int) -> Verdict:
     flags = tables.flags
     payload = udp_payload(frame, pkt)
     if payload is not None:
@@ -329,18 +587,25 @@ def _inspect_udp(frame: bytes, pkt: Packet, tables: Tables,
             return _sip_pass(tables, rx_queue, pkt.proto)
         method = request_method(text)
         if method is not None:
-            if method == b"OPTIONS" and not flags & _abi.FP_STEALTH_OFF:
-                return _verdict(_abi.XDP_DROP, _abi.FP_OPTIONS_DROPPED,
-                                pkt.proto, flags)
-            return _sip_pass(tables, rx_queue, pkt.proto)
+            return _request(text, method_class(method), pkt, tables,
+                            trusted, mono_ns, rx_queue)
+    # [step 5] A trusted payload that is not SIP is handled as SIP.
+    if trusted:
+        return _sip_pass(tables, rx_queue, pkt.proto)
     if flags & _abi.FP_MALFORMED_PASS:
         return Verdict(_abi.XDP_PASS, _abi.FP_MALFORMED, pkt.proto)
     return _verdict(_abi.XDP_DROP, _abi.FP_MALFORMED, pkt.proto, flags)
 
 
-def decide(frame: bytes, tables: Tables, now_ns: int,
-           rx_queue: int = 0) -> Verdict:
-    """The verdict of the program for one frame: [step 1] to [step 10]."""
+def decide(frame: bytes, tables: Tables, now_ns: int, rx_queue: int = 0,
+           mono_ns: int | None = None) -> Verdict:
+    """The verdict of the program for one frame: [step 1] to [step 14].
+
+    now_ns is the CLOCK_BOOTTIME time of list entries, mono_ns the
+    CLOCK_MONOTONIC time of budgets and bans (now_ns when not given: the
+    two clocks agree on a host that never slept). Updates the state in
+    tables as the program updates its maps."""
+    mono = now_ns if mono_ns is None else mono_ns
     pkt = parse(frame)
     if pkt is None:
         return Verdict(_abi.XDP_PASS, _abi.FP_NON_IP, None)
@@ -354,16 +619,31 @@ def decide(frame: bytes, tables: Tables, now_ns: int,
             and not flags & _abi.FP_BLOCK_ALL_PORTS:
         return Verdict(_abi.XDP_PASS, _abi.FP_NOT_SIP, pkt.proto)
     # [step 5]
-    if lpm_match(tables.allow, pkt.src, now_ns):
-        return _trusted(tables, rx_queue, pkt, is_sip)
+    trusted = lpm_match(tables.allow, pkt.src, now_ns)
     # [step 6]
-    if lpm_match(tables.block, pkt.src, now_ns):
-        return _verdict(_abi.XDP_DROP, _abi.FP_BLOCKED, pkt.proto, flags)
+    if not trusted and is_banned(tables, pkt.src, mono):
+        return _verdict(_abi.XDP_DROP, _abi.FP_BANNED, pkt.proto, flags)
     # [step 7]
+    if not trusted and lpm_match(tables.block, pkt.src, now_ns):
+        return _verdict(_abi.XDP_DROP, _abi.FP_BLOCKED, pkt.proto, flags)
+    # [step 8]
     if not is_sip:
         return Verdict(_abi.XDP_PASS, _abi.FP_NOT_SIP, pkt.proto)
-    # [step 8]
-    if pkt.proto == _abi.FP_PROTO_TCP:
-        return Verdict(_abi.XDP_PASS, _abi.FP_PASSED, pkt.proto)
     # [step 9]
-    return _inspect_udp(frame, pkt, tables, rx_queue)
+    if pkt.proto == _abi.FP_PROTO_TCP:
+        tcp_flags = frame[pkt.l4 + TCP_FLAGS]
+        # [step 11] for a connection attempt.
+        if tcp_flags & TCP_SYN and not tcp_flags & TCP_ACK and over_budget(
+                tables, pkt.src, _abi.FP_CLASS_SYN, trusted, mono):
+            return _verdict(_abi.XDP_DROP, _abi.FP_RATE_LIMITED, pkt.proto,
+                            flags)
+        return Verdict(_abi.XDP_PASS, _abi.FP_PASSED, pkt.proto)
+    # [step 10]
+    return _inspect_udp(frame, pkt, tables, trusted, mono, rx_queue)
+
+
+def frame_source(frame: bytes, tables: Tables) -> Source | None:
+    """The rate_state and bans key a frame may touch, if it is an IP
+    packet."""
+    pkt = parse(frame)
+    return None if pkt is None else source_of(pkt.src, tables.limits)

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ SPEC_MAP_TYPES = {
     "stats": ("__u32", "fp_counter"),
     "proto_stats": ("__u32", "fp_counter"),
     "xsks_map": ("__u32", "__u32"),
+    "stats_ext": ("__u32", "fp_counter"),
+    "limits": ("__u32", "fp_limits"),
+    "rate_state": ("fp_source", "fp_rate"),
+    "bans": ("fp_source", "fp_ban"),
+    "scanner_sigs": ("__u32", "fp_signature"),
+    "scanner_hits": ("__u32", "fp_counter"),
 }
 
 # Fields of a BTF map definition that are numbers (`__uint(name, n)`:
@@ -63,6 +70,12 @@ STRUCT_FORMATS = {
     "fp_entry": _abi.ENTRY,
     "fp_settings": _abi.SETTINGS,
     "fp_counter": _abi.COUNTER,
+    "fp_budget": _abi.BUDGET,
+    "fp_limits": _abi.LIMITS,
+    "fp_source": _abi.SOURCE,
+    "fp_rate": _abi.RATE,
+    "fp_ban": _abi.BAN,
+    "fp_signature": _abi.SIGNATURE,
 }
 
 Type = dict[str, Any]
@@ -189,11 +202,53 @@ def test_struct_format_packs_the_struct_size(name: str) -> None:
     assert STRUCT_FORMATS[name].size == _abi.STRUCTS[name][1]
 
 
-def test_every_abi_struct_is_mirrored() -> None:
-    """The structs the spec's map table names are all in _abi.STRUCTS."""
+def _nested_structs(btf: Btf, name: str) -> set[str]:
+    """The structs that the members of struct name are made of."""
+    found = set()
+    for member in btf.named("STRUCT")[name]["members"]:
+        t = btf.strip(member["type_id"])
+        while t["kind"] == "ARRAY":
+            t = btf.strip(t["type_id"])
+        if t["kind"] == "STRUCT":
+            found |= {t["name"]} | _nested_structs(btf, t["name"])
+    return found
+
+
+def test_every_abi_struct_is_mirrored(btf: Btf) -> None:
+    """The structs the spec's map table names, and those they are made of
+    (fp_budget in fp_limits), are all in _abi.STRUCTS."""
     named = {t for pair in SPEC_MAP_TYPES.values() for t in pair
              if t.startswith("fp_")}
-    assert named == set(_abi.STRUCTS) == set(STRUCT_FORMATS)
+    nested = set().union(*(_nested_structs(btf, n) for n in named))
+    assert "fp_budget" in nested
+    assert named | nested == set(_abi.STRUCTS) == set(STRUCT_FORMATS)
+
+
+def _format_items(layout: struct.Struct) -> dict[int, int]:
+    """offset -> size of each item a struct.Struct format packs."""
+    items, offset = {}, 0
+    for count, code in re.findall(r"(\d*)([a-zA-Z?])", layout.format):
+        if code == "s":
+            sizes = [int(count or 1)]
+        else:
+            sizes = [struct.calcsize("=" + code)] * int(count or 1)
+        for size in sizes:
+            items[offset] = size
+            offset += size
+    return items
+
+
+@pytest.mark.parametrize("name", sorted(_abi.STRUCTS))
+def test_struct_format_items_start_at_member_offsets(name: str) -> None:
+    """Each member of the struct is packed by format items that start at
+    its offset and cover its size, with no item across two members."""
+    items = _format_items(STRUCT_FORMATS[name])
+    members, _size = _abi.STRUCTS[name]
+    for member, offset, size in members:
+        assert offset in items, (name, member)
+        covered = sum(n for at, n in items.items()
+                      if offset <= at < offset + size)
+        assert covered == size, (name, member)
 
 
 # Maps.
@@ -244,6 +299,13 @@ def test_mirror_names_every_map_of_the_spec() -> None:
     assert set(_abi.MAPS) == set(SPEC_MAP_TYPES)
     assert _abi.MAPS["stats"].max_entries == len(_abi.REASONS)
     assert _abi.MAPS["proto_stats"].max_entries == len(_abi.PROTOS)
+    assert _abi.MAPS["stats_ext"].max_entries == _abi.STATS_EXT_SLOTS
+    assert len(_abi.REASONS_EXT) <= _abi.STATS_EXT_SLOTS
+    assert (_abi.FP_BANNED, _abi.FP_SCANNER) == (8, 9)
+    assert _abi.MAPS["scanner_hits"].max_entries == \
+        _abi.MAPS["scanner_sigs"].max_entries
+    assert len(_abi.CLASSES) <= _abi.CLASS_SLOTS
+    assert set(_abi.COUNTER_MAPS) == {"stats", "stats_ext", "proto_stats"}
 
 
 # Header constants.
@@ -277,30 +339,43 @@ def _header_constant_names() -> set[str]:
     return names
 
 
-def test_header_has_no_constant_missing_from_the_mirror() -> None:
-    names = _header_constant_names()
+
+@pytest.fixture(scope="module")
+def header_values(tmp_path_factory: pytest.TempPathFactory
+                  ) -> dict[str, int]:
+    """Every constant of the header, as a C program compiled against it
+    prints it."""
+    names = sorted(_header_constant_names())
     assert names, "no constant found in %s" % HEADER
-    assert sorted(names - set(_abi.HEADER_CONSTANTS)) == []
-    assert sorted(set(_abi.HEADER_CONSTANTS) - names) == []
-
-
-def test_header_constants_match_the_c_header(tmp_path: Path) -> None:
     lines = ['\tprintf("%%s %%lld\\n", "%s", (long long)(%s));' % (n, n)
-             for n in sorted(_abi.HEADER_CONSTANTS)]
-    source = tmp_path / "constants.c"
+             for n in names]
+    tmp = tmp_path_factory.mktemp("constants")
+    source = tmp / "constants.c"
     source.write_text(
         "#include <stdio.h>\n"
         "#include <linux/types.h>\n"
         '#include "fp_abi.h"\n\n'
         "int main(void)\n{\n" + "\n".join(lines) + "\n\treturn 0;\n}\n")
-    program = tmp_path / "constants"
+    program = tmp / "constants"
     _run(CC, "-Wall", "-Werror", "-I", str(HEADER.parent), "-o",
          str(program), str(source))
     printed = {}
     for line in _run(str(program)).splitlines():
         name, value = line.split()
         printed[name] = int(value)
-    assert printed == _abi.HEADER_CONSTANTS
+    return printed
+
+
+def test_header_has_no_constant_missing_from_the_mirror(
+        header_values: dict[str, int]) -> None:
+    assert sorted(set(header_values) - set(_abi.HEADER_CONSTANTS)) == []
+
+
+@pytest.mark.parametrize("name", sorted(_abi.HEADER_CONSTANTS))
+def test_mirror_constant_matches_the_c_header(
+        header_values: dict[str, int], name: str) -> None:
+    assert name in header_values, "%s is not in %s" % (name, HEADER)
+    assert header_values[name] == _abi.HEADER_CONSTANTS[name]
 
 
 # The program.
