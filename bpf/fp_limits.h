@@ -101,6 +101,15 @@ static __always_inline int fp_source_key(struct xdp_md *ctx, __u32 saddr_off,
 	return 0;
 }
 
+/* Are bans on? Checked inline first: with features off, a packet pays
+ * for no call. */
+static __always_inline int fp_bans_on(void)
+{
+	struct fp_limits *lim = fp_limits();
+
+	return lim && (lim->flags & FP_LIMIT_BANS);
+}
+
 /* [step 6] Is the source banned? A ban counts until its expiry; an expired
  * one is left for the LRU to reclaim. */
 __noinline int fp_banned(struct xdp_md *ctx, __u32 saddr_off, __u32 is_v6)

@@ -38,6 +38,14 @@ static __always_inline struct fp_signature *fp_signature(__u32 j)
 	return bpf_map_lookup_elem(&scanner_sigs, &key);
 }
 
+/* Is there a signature at all? Checked inline first, as fp_bans_on(). */
+static __always_inline int fp_scanners_on(void)
+{
+	struct fp_signature *first = fp_signature(0);
+
+	return first && first->len;
+}
+
 /* ASCII lower case of each byte; other bytes are left alone. */
 static __always_inline __u8 fp_lower(__u8 c)
 {
@@ -261,6 +269,32 @@ __noinline int fp_header_lines(struct xdp_md *ctx, __u32 s_off, __u32 off,
 	return -3;
 }
 
+/* The LFs in the last bytes, from off to limit (fewer than 8), of the
+ * scan of fp_find_user_agent: a function of its own, so that the verifier
+ * follows it once, not once per length of the scan. */
+__noinline int fp_last_lines(struct xdp_md *ctx, __u32 s_off, __u32 off,
+			     __u32 limit, __u32 end)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *s = data + (s_off & FP_HDR_MASK);
+	__u32 k;
+	int j, r;
+
+	off &= FP_HDR_MASK;
+	for (j = 0; j < 8; j++) {
+		k = off + j;
+		if (k >= limit || (void *)(s + (k & FP_HDR_MASK) + 1) > data_end)
+			return -1;
+		if (s[k & FP_HDR_MASK] != '\n')
+			continue;
+		r = fp_user_agent_at(ctx, s_off + k + 1, end);
+		if (r != -2)
+			return r;
+	}
+	return -1;
+}
+
 /* [step 12] The offset of the User-Agent value of the request of len bytes
  * at s_off, or -1. The header lines start after the request line, whose
  * LF is at `from`, and after an LF within the first FP_UA_LINE_BOUND
@@ -307,18 +341,7 @@ __noinline int fp_find_user_agent(struct xdp_md *ctx, __u32 s_off,
 		if (r != -3)
 			return r;
 	}
-	off = from + 8 * i;
-	for (j = 0; j < 8; j++) {
-		k = off + j;
-		if (k >= limit || (void *)(s + (k & FP_HDR_MASK) + 1) > data_end)
-			return -1;
-		if (s[k & FP_HDR_MASK] != '\n')
-			continue;
-		r = fp_user_agent_at(ctx, s_off + k + 1, end);
-		if (r != -2)
-			return r;
-	}
-	return -1;
+	return fp_last_lines(ctx, s_off, from + 8 * i, limit, end);
 }
 
 /* [step 12] The index of the signature that the request of len bytes at

@@ -306,17 +306,31 @@ __noinline int fp_request_line_ok(struct xdp_md *ctx, __u32 offset,
 				     len & 0xffff, data_end);
 }
 
-/* The method rule (fp_method_length) for the len bytes at offset, and the
- * request class, or -1: its loop is verified once here. */
+/* The method rule (fp_method_length) for the len bytes at offset: the
+ * method's length or -1. Its loop is verified once here, and its caller
+ * sees one length, not one path per length. */
+__noinline int fp_method_length_at(struct xdp_md *ctx, __u32 offset,
+				   __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return fp_method_length(data + (offset & FP_HDR_MASK), len & 0xffff,
+				data_end);
+}
+
+/* The request class of the method at offset, or -1 when there is none. */
 __noinline int fp_method_class_at(struct xdp_md *ctx, __u32 offset,
 				  __u32 len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u8 *s = data + (offset & FP_HDR_MASK);
-	int i = fp_method_length(s, len & 0xffff, data_end);
+	int i = fp_method_length_at(ctx, offset, len);
 
-	return i < 0 ? -1 : fp_method_class(s, i, data_end);
+	if (i < 0)
+		return -1;
+	return fp_method_class(data + (offset & FP_HDR_MASK),
+			       i & (FP_MAX_REQUEST_LINE - 1), data_end);
 }
 
 /* [step 10] Classify the UDP payload of len bytes at offset: FP_PAYLOAD_JUNK,
@@ -450,8 +464,9 @@ static __always_inline int fp_check_udp_at(struct xdp_md *ctx,
 		return XDP_DROP;
 	}
 	/* [step 12] */
-	sig = fp_scanner_match(ctx, udp_off + sizeof(*udp) + skip,
-			       len - skip, line_end);
+	sig = fp_scanners_on() ?
+	      fp_scanner_match(ctx, udp_off + sizeof(*udp) + skip,
+			       len - skip, line_end) : -1;
 	if (sig >= 0 && !fp_trusted(t)) {
 		fp_count(&scanner_hits, sig, data_end - (void *)(long)ctx->data);
 		fp_ban_scanner(ctx, t->saddr_off, t->is_v6);
@@ -525,7 +540,7 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 	/* [step 6] the bans, then [step 7] the blocklist; [step 5], trusted
 	 * sources, is looked up only to overturn their drop, so that the
 	 * common case, a source in neither list, costs no allowlist lookup. */
-	if (fp_banned(ctx, saddr_off, is_v6) &&
+	if (fp_bans_on() && fp_banned(ctx, saddr_off, is_v6) &&
 	    !fp_trusted(&src)) {
 		reason = FP_BANNED;
 		action = XDP_DROP;
