@@ -2,9 +2,13 @@
 # The demo: set up the machine, then run the collection's main job on a lab
 # that lives for a minute. `scripts/lab.py up` makes a network namespace of
 # SIP clients joined by a veth pair to fp-lab0, this machine's "SIP edge";
-# the playbooks deploy the XDP shield there (inventories/lab.yml), block a
-# scanner, trust a monitor; a bounded burst of traffic crosses the link;
-# stats.yml shows the counters; teardown.yml and `lab.py down` remove it all.
+# the playbooks deploy the XDP shield there (inventories/lab.yml) with the
+# fastpath role's default rate limits and scanner signatures, block an
+# attacker, trust a monitor; a bounded burst of traffic crosses the link
+# (300 REGISTERs from one client in well under a second, a request with a
+# scanner's User-Agent, then more from that scanner); stats.yml shows the
+# counters (RATE_LIMITED, SCANNER, BANNED among them); teardown.yml and
+# `lab.py down` remove it all.
 # Usage (as root): ./scripts/demo.sh
 set -euo pipefail
 

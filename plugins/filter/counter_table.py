@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vos.fastpath.plugins.module_utils import _abi
+from ansible_collections.vos.fastpath.plugins.module_utils import (
+    _abi, _counters)
 
 # (map name, counter names in index order), in the order of the table.
 SECTIONS = tuple((name, names)
@@ -58,23 +59,53 @@ def _count(result, map_name, name, field):
         return None
 
 
+def _signatures(read):
+    """Every signature with hits in a result, in the order first seen."""
+    seen = []
+    for result in read.values():
+        hits = result.get("scanner_hits")
+        if isinstance(hits, Mapping):
+            seen.extend(str(name) for name in hits if str(name) not in seen)
+    return seen
+
+
+def _active_bans(result):
+    value = result.get("active_bans")
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _row(label, cells):
+    return (label, cells, sum(v for v in cells if v is not None))
+
+
 def _rows(read, field):
-    """(label, [cell per host], fleet sum) for every counter and the total."""
+    """(label, [cell per host], fleet sum) for every counter, the active
+    bans (packets only) and the total; (section, None, None) heads each
+    map's rows."""
     rows = []
     totals = dict((host, 0) for host in read)
-    for map_name, names in SECTIONS:
+    sections = list(SECTIONS)
+    signatures = _signatures(read)
+    if signatures:
+        sections.append(("scanner_hits", signatures))
+    for map_name, names in sections:
         rows.append((map_name, None, None))
         for name in names:
             cells = []
             for host, result in read.items():
                 value = _count(result, map_name, name, field)
                 cells.append(value)
-                if map_name == "stats" and value is not None:
+                if map_name in _counters.REASON_MAPS and value is not None:
                     totals[host] += value
-            fleet = sum(v for v in cells if v is not None)
-            rows.append(("  " + name, cells, fleet))
-    cells = [totals[host] for host in read]
-    rows.append(("total", cells, sum(cells)))
+            rows.append(_row("  " + name, cells))
+    bans = [_active_bans(result) for result in read.values()]
+    if field == "packets" and any(v is not None for v in bans):
+        rows.append(("bans", None, None))
+        rows.append(_row("  active", bans))
+    rows.append(_row("total", [totals[host] for host in read]))
     return rows
 
 
@@ -132,9 +163,20 @@ def counter_table(results, show_bytes=False):
             lines.extend(_table(read, "bytes"))
     else:
         lines.append("No host's counters were read.")
+    for host, result in read.items():
+        for note in _notes(result):
+            lines.append("note: %s: %s" % (host, note))
     for host, reason in not_read:
         lines.append("not read: %s (%s)" % (host, reason))
     return "\n".join(lines)
+
+
+def _notes(result):
+    """A read host's notes (what its result leaves out), one line each."""
+    notes = result.get("notes")
+    if not isinstance(notes, list):
+        return []
+    return [" ".join(str(note).split()) for note in notes if note]
 
 
 class FilterModule(object):

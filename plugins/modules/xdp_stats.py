@@ -14,10 +14,14 @@ module: xdp_stats
 short_description: Read the counters of the vos.fastpath XDP program
 version_added: 0.1.0
 description:
-  - Reads the per-CPU C(stats) and C(proto_stats) maps pinned under
-    O(pin_dir), sums every CPU and returns each counter by name, in
-    packets and bytes, with the interfaces where the program that uses
-    these maps is attached.
+  - Reads the per-CPU counter maps pinned under O(pin_dir) (C(stats),
+    C(stats_ext), C(proto_stats), C(scanner_hits)), sums every CPU and
+    returns each counter by name, in packets and bytes, with the hits of
+    each scanner signature, the number of sources banned now, and the
+    interfaces where the program that uses these maps is attached.
+  - On a host whose program predates rate limits, bans and scanner
+    fingerprints (0.1.0), the maps it has are read and RV(notes) says
+    what is left out.
   - Optionally writes the counters in node_exporter's textfile format,
     atomically (a temporary file renamed over the old one).
   - With O(expect), it is also the deploy's health gate. The task fails,
@@ -92,6 +96,13 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ fastpath.stats.BLOCKED.packets }} packets blocked"
 
+- name: Show the floods and scanners stopped
+  ansible.builtin.debug:
+    msg: >-
+      {{ fastpath.stats.RATE_LIMITED.packets }} requests over budget,
+      {{ fastpath.stats_ext.SCANNER.packets | default(0) }} from scanners,
+      {{ fastpath.active_bans | default(0) }} sources banned now
+
 - name: Export the counters to node_exporter
   vos.fastpath.xdp_stats:
     prometheus_textfile: /var/lib/prometheus/node-exporter/vos_fastpath.prom
@@ -114,9 +125,20 @@ stats:
     BLOCKED: {packets: 9000, bytes: 3100000}
     MALFORMED: {packets: 4, bytes: 216}
     REDIRECTED: {packets: 0, bytes: 0}
-    RATE_LIMITED: {packets: 0, bytes: 0}
+    RATE_LIMITED: {packets: 4410, bytes: 2116800}
     NOT_SIP: {packets: 800, bytes: 90000}
     NON_IP: {packets: 12, bytes: 720}
+stats_ext:
+  description:
+    - Each C(stats_ext) counter by name (the reasons that did not fit in
+      C(stats)), summed over CPUs.
+    - Not returned when the map is not pinned (a 0.1.0 program, see
+      RV(notes)).
+  returned: success, when the host has the map
+  type: dict
+  sample:
+    BANNED: {packets: 20133, bytes: 9663840}
+    SCANNER: {packets: 17, bytes: 8279}
 proto_stats:
   description: Each C(proto_stats) counter by name, summed over CPUs.
   returned: success
@@ -126,11 +148,42 @@ proto_stats:
     UDP: {packets: 11000, bytes: 3600000}
     ICMP: {packets: 3, bytes: 252}
     OTHER: {packets: 0, bytes: 0}
+scanner_hits:
+  description:
+    - The C(SCANNER) drops of each signature of the C(scanner_sigs) map,
+      by signature (in lower case, in the order of the map's slots),
+      summed over CPUs.
+    - Not returned when the maps are not pinned (see RV(notes)).
+  returned: success, when the host has the maps
+  type: dict
+  sample:
+    friendly: {packets: 15, bytes: 7305}
+    sipcli: {packets: 2, bytes: 974}
+active_bans:
+  description:
+    - How many sources are banned now (entries of the C(bans) map that
+      end later than now).
+    - Not returned when the map is not pinned (see RV(notes)).
+  returned: success, when the host has the map
+  type: int
+  sample: 3
 total_packets:
-  description: Every frame the program saw (the sum of C(stats) packets).
+  description: Every frame the program saw (the sum of C(stats) and
+    C(stats_ext) packets).
   returned: success
   type: int
-  sample: 11051
+  sample: 31201
+notes:
+  description: What was left out and why, one sentence each; empty when
+    every map was read.
+  returned: success
+  type: list
+  elements: str
+  sample: ["/sys/fs/bpf/vos_fastpath has no stats_ext, scanner_sigs,
+           scanner_hits or bans map: the program there predates rate
+           limits, bans and scanner fingerprints (0.1.0), so BANNED,
+           SCANNER, the signature hits and the active bans are not shown;
+           deploy this version to get them."]
 attached:
   description: Interfaces where a program that uses these maps is attached.
   returned: success
@@ -191,21 +244,30 @@ def read(module, result):
         raise FastpathError(_pins.NOTHING_PINNED % pin_dir)
     try:
         counters = _counters.read_counters(pin_dir)
+        scanner_hits = _counters.read_scanner_hits(pin_dir)
+        active_bans = _counters.count_active_bans(pin_dir)
         with _pins.open_map(pin_dir, "stats") as stats:
             stats_id = stats.id
     except OSError as e:
         raise FastpathError("Could not read the counters under %s (%s): run "
                             "as root, and check that bpffs is mounted."
                             % (pin_dir, e))
+    missing = _counters.missing_maps(pin_dir)
     runner = Runner(module)
+    result.update(counters)
+    if scanner_hits is not None:
+        result["scanner_hits"] = scanner_hits
+    if active_bans is not None:
+        result["active_bans"] = active_bans
     result.update(
-        stats=counters["stats"],
-        proto_stats=counters["proto_stats"],
-        total_packets=sum(c["packets"] for c in counters["stats"].values()),
+        total_packets=_counters.total_packets(counters),
+        notes=([_counters.later_maps_note(pin_dir, missing)]
+               if missing else []),
         attached=_facts.interfaces_using_map(runner, runner.path("ip"),
                                              stats_id),
     )
-    write_textfile(module, counters, result)
+    write_textfile(module, _counters.prometheus_text(
+        counters, scanner_hits, active_bans), result)
     expect = module.params["expect"]
     if expect:
         result["problems"] = _health.problems(
@@ -217,12 +279,11 @@ def read(module, result):
                 "once the cause is fixed." % "; ".join(result["problems"]))
 
 
-def write_textfile(module, counters, result):
+def write_textfile(module, after, result):
     textfile = module.params["prometheus_textfile"]
     if not textfile:
         return
     before = read_text(textfile)
-    after = _counters.prometheus_text(counters)
     result["changed"] = before != after
     if module._diff:
         result["diff"] = dict(before=before or "", after=after,

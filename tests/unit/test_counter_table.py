@@ -16,22 +16,47 @@ from plugins.filter.counter_table import FilterModule, counter_table
 from plugins.module_utils import _abi
 
 REPO = Path(__file__).resolve().parents[2]
-ROW_NAMES = ["stats", *_abi.REASONS, "proto_stats", *_abi.PROTOS, "total"]
+ROW_NAMES = ["stats", *_abi.REASONS, "stats_ext", *_abi.REASONS_EXT,
+             "proto_stats", *_abi.PROTOS, "total"]
+OLD_NOTE = ("/sys/fs/bpf/vos_fastpath has no stats_ext, scanner_sigs, "
+            "scanner_hits or bans map: the program there predates rate "
+            "limits, bans and scanner fingerprints (0.1.0), so BANNED, "
+            "SCANNER, the signature hits and the active bans are not shown; "
+            "deploy this version to get them.")
 
 
 def result(stats: dict[str, int], protos: dict[str, int],
-           byte_factor: int = 100) -> dict[str, Any]:
+           byte_factor: int = 100, hits: dict[str, int] | None = None,
+           active_bans: int | None = None) -> dict[str, Any]:
     """An xdp_stats result: every counter, those given with packets n and
-    bytes n * byte_factor, the others zero."""
-    def counters(names: tuple[str, ...],
-                 given: dict[str, int]) -> dict[str, dict[str, int]]:
+    bytes n * byte_factor, the others zero; stats holds the reasons of
+    both stats and stats_ext; hits and active_bans when given."""
+    def counters(names: tuple[str, ...], given: dict[str, int],
+                 ) -> dict[str, dict[str, int]]:
         return {name: {"packets": given.get(name, 0),
                        "bytes": given.get(name, 0) * byte_factor}
                 for name in names}
-    return {"changed": False, "failed": False,
-            "stats": counters(_abi.REASONS, stats),
-            "proto_stats": counters(_abi.PROTOS, protos),
-            "total_packets": sum(stats.values()), "attached": []}
+    out = {"changed": False, "failed": False,
+           "stats": counters(_abi.REASONS, stats),
+           "stats_ext": counters(_abi.REASONS_EXT, stats),
+           "proto_stats": counters(_abi.PROTOS, protos),
+           "total_packets": sum(stats.values()), "attached": [],
+           "notes": []}
+    if hits is not None:
+        out["scanner_hits"] = counters(tuple(hits), hits)
+    if active_bans is not None:
+        out["active_bans"] = active_bans
+    return out
+
+
+def old_result(stats: dict[str, int], protos: dict[str, int]
+               ) -> dict[str, Any]:
+    """The result for a host whose program is 0.1.0: no stats_ext, no
+    scanner hits, no bans, and a note that says so."""
+    out = result(stats, protos)
+    del out["stats_ext"]
+    out["notes"] = [OLD_NOTE]
+    return out
 
 
 EDGE_A = result({"PASSED": 7, "OPTIONS_DROPPED": 3, "NON_IP": 1},
@@ -44,25 +69,51 @@ MISSING_MAPS = {"failed": True, "changed": False,
                        "or set pin_dir."}
 
 
+def split_row(line: str, columns: int) -> tuple[str, list[str]]:
+    """(label, cells) of one line of a table of `columns` value columns;
+    a label may hold spaces (a signature), a section's line has no
+    cells."""
+    words = line.split()
+    if len(words) <= columns:
+        return line.strip(), []
+    return " ".join(words[:-columns]), words[-columns:]
+
+
 def rows(text: str) -> dict[str, list[str]]:
     """{row label: cells} of the first table in text."""
+    lines = text.splitlines()
+    columns = len(lines[0].split()) - 1
     out: dict[str, list[str]] = {}
-    for line in text.splitlines()[1:]:
-        if not line.strip():
+    for line in lines[1:]:
+        if not line.strip() or line.startswith(("note: ", "not read: ")):
             break
-        label, *cells = line.split()
+        label, cells = split_row(line, columns)
         out.setdefault(label, cells)
     return out
 
 
+def labels(text: str) -> list[str]:
+    lines = text.splitlines()
+    columns = len(lines[0].split()) - 1
+    out = []
+    for line in lines[1:]:
+        if not line.strip() or line.startswith(("note: ", "not read: ")):
+            break
+        out.append(split_row(line, columns)[0])
+    return out
+
+
 def test_one_row_per_counter_in_abi_order() -> None:
-    lines = counter_table({"edge-a": EDGE_A}).splitlines()
-    labels = [line.split()[0] for line in lines[1:]]
-    assert labels == ROW_NAMES
+    text = counter_table({"edge-a": EDGE_A})
+    lines = text.splitlines()
+    assert labels(text) == ROW_NAMES
     # Counters are indented under their map's name.
     assert lines[1] == "stats"
     assert lines[2].startswith("  PASSED ")
-    assert lines[1 + len(_abi.REASONS) + 1] == "proto_stats"
+    assert lines[1 + len(_abi.REASONS) + 1] == "stats_ext"
+    assert lines[1 + len(_abi.REASONS) + 2].startswith("  BANNED ")
+    assert lines[1 + len(_abi.REASONS) + len(_abi.REASONS_EXT) + 2] == \
+        "proto_stats"
 
 
 def test_header_names_every_host_then_the_fleet() -> None:
@@ -85,21 +136,84 @@ def test_cells_fleet_sum_and_total() -> None:
     assert table["total"] == ["11", "42", "53"]
 
 
-def test_every_counter_of_both_maps_is_shown() -> None:
-    numbered = result({name: i + 1 for i, name in enumerate(_abi.REASONS)},
+def test_total_adds_the_stats_ext_reasons_but_no_protocol() -> None:
+    flooded = result({"PASSED": 30, "RATE_LIMITED": 270, "SCANNER": 1,
+                      "BANNED": 5}, {"UDP": 306})
+    table = rows(counter_table({"edge-f": flooded, "edge-a": EDGE_A}))
+    assert table["RATE_LIMITED"] == ["270", "0", "270"]
+    assert table["SCANNER"] == ["1", "0", "1"]
+    assert table["BANNED"] == ["5", "0", "5"]
+    # Each frame is in one reason, of stats or of stats_ext.
+    assert table["total"] == ["306", "11", "317"]
+
+
+def test_every_counter_of_every_map_is_shown() -> None:
+    numbered = result({name: i + 1 for i, name in
+                       enumerate(_abi.REASONS + _abi.REASONS_EXT)},
                       {name: 100 + i for i, name in enumerate(_abi.PROTOS)})
     table = rows(counter_table({"h": numbered}))
-    for i, name in enumerate(_abi.REASONS):
+    for i, name in enumerate(_abi.REASONS + _abi.REASONS_EXT):
         assert table[name] == [str(i + 1)] * 2
     for i, name in enumerate(_abi.PROTOS):
         assert table[name] == [str(100 + i)] * 2
+
+
+def test_signature_hits_follow_the_protocols_in_the_order_first_seen(
+        ) -> None:
+    a = result({"SCANNER": 4}, {}, hits={"friendly": 3, "sipcli": 1,
+                                         "nmap nse": 0})
+    b = result({"SCANNER": 2}, {}, hits={"sipcli": 2, "iwar": 0})
+    text = counter_table({"edge-a": a, "edge-old": old_result({}, {}),
+                          "edge-b": b})
+    after_protocols = labels(text)[labels(text).index("OTHER") + 1:]
+    assert after_protocols == ["scanner_hits", "friendly", "sipcli",
+                               "nmap nse", "iwar", "total"]
+    table = rows(text)
+    assert table["friendly"] == ["3", "-", "-", "3"]
+    assert table["sipcli"] == ["1", "-", "2", "3"]
+    assert table["nmap nse"] == ["0", "-", "-", "0"]
+    assert table["iwar"] == ["-", "-", "0", "0"]
+    # A hit is a SCANNER frame already in total: not counted twice.
+    assert table["total"] == ["4", "0", "2", "6"]
+
+
+def test_no_signature_rows_without_hits_in_any_result() -> None:
+    text = counter_table({"edge-a": EDGE_A})
+    assert "scanner_hits" not in labels(text)
+
+
+def test_active_bans_are_a_row_of_the_packets_table_only() -> None:
+    banning = result({"BANNED": 7}, {}, active_bans=2)
+    text = counter_table({"edge-a": banning, "edge-old": old_result({}, {}),
+                          "edge-b": result({}, {}, active_bans=0)},
+                         show_bytes=True)
+    packets, byte_table = text.split("\n\n")
+    assert labels(packets)[-3:] == ["bans", "active", "total"]
+    assert rows(packets)["active"] == ["2", "-", "0", "2"]
+    assert "active" not in labels(byte_table)
+    assert labels(byte_table)[-1] == "total"
+
+
+def test_a_host_running_the_first_release_is_shown_with_a_note() -> None:
+    old = old_result({"PASSED": 5, "BLOCKED": 2}, {"UDP": 7})
+    text = counter_table({"edge-old": old, "edge-a": EDGE_A,
+                          "edge-c": MISSING_MAPS})
+    table = rows(text)
+    assert table["PASSED"] == ["5", "7", "12"]
+    assert table["BANNED"] == ["-", "0", "0"]
+    assert table["SCANNER"] == ["-", "0", "0"]
+    assert table["total"] == ["7", "11", "18"]
+    assert "bans" not in labels(text)
+    assert text.splitlines()[-2:] == [
+        "note: edge-old: " + OLD_NOTE,
+        "not read: edge-c (failed: " + MISSING_MAPS["msg"] + ")"]
 
 
 def test_columns_are_aligned() -> None:
     text = counter_table({"a": result({"PASSED": 123456789}, {}),
                           "a-very-long-host-name": EDGE_A})
     lines = [line for line in text.splitlines()
-             if line not in ("stats", "proto_stats")]
+             if line not in ("stats", "stats_ext", "proto_stats")]
 
     def ends(line: str) -> list[int]:
         return [m.end() for m in re.finditer(r"\S+", line)][1:]
@@ -161,8 +275,7 @@ def test_bytes_table_follows_the_packets_table() -> None:
     assert packets == counter_table({"edge-a": EDGE_A, "edge-b": EDGE_B})
     assert byte_table.splitlines()[0].split() == ["bytes", "edge-a",
                                                   "edge-b", "fleet"]
-    table = {line.split()[0]: line.split()[1:]
-             for line in byte_table.splitlines()[1:]}
+    table = rows(byte_table)
     assert table["PASSED"] == ["700", "120", "820"]
     assert table["BLOCKED"] == ["0", "2400", "2400"]
     assert table["UDP"] == ["1000", "2460", "3460"]
