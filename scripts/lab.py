@@ -439,7 +439,7 @@ class Reading:
 
     def minus(self, before: Reading) -> Reading:
         """What the burst added."""
-        counters = {map_name: {name: {key: self.counters[map_name][name][key]
+        counters = {map_name: {name: {key: names[name][key]
                                       - before.counters[map_name][name][key]
                                       for key in ("packets", "bytes")}
                                for name in names}

@@ -339,7 +339,6 @@ def _header_constant_names() -> set[str]:
     return names
 
 
-
 @pytest.fixture(scope="module")
 def header_values(tmp_path_factory: pytest.TempPathFactory
                   ) -> dict[str, int]:

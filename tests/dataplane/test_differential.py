@@ -254,8 +254,9 @@ def test_generated_frames_with_limits_and_fingerprints_match_the_model(
     assert not checker.failures, checker.report(SEED + 2, LIMITED)
     hits = checker.tables.scanner_hits
     hits_after = dataplane.counters("scanner_hits")
-    assert [a[0] - b[0] for a, b in zip(hits_after, hits_before,
-                                         strict=True)] == hits
+    grown = [a[0] - b[0]
+             for a, b in zip(hits_after, hits_before, strict=True)]
+    assert grown == hits
     # Every verdict, bans that expired under way, sources that shared a
     # budget through their prefix, and signatures in several slots.
     assert set(checker.reasons) == set(range(len(model.REASON_NAMES)))

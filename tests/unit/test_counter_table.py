@@ -158,8 +158,8 @@ def test_every_counter_of_every_map_is_shown() -> None:
         assert table[name] == [str(100 + i)] * 2
 
 
-def test_signature_hits_follow_the_protocols_in_the_order_first_seen(
-        ) -> None:
+def test_signature_hits_follow_the_protocols_in_the_order_first_seen() \
+        -> None:
     a = result({"SCANNER": 4}, {}, hits={"friendly": 3, "sipcli": 1,
                                          "nmap nse": 0})
     b = result({"SCANNER": 2}, {}, hits={"sipcli": 2, "iwar": 0})

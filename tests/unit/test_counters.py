@@ -95,8 +95,8 @@ def test_prometheus_text_has_every_counter_once() -> None:
     assert text.count("# TYPE") == 4
 
 
-def test_prometheus_text_of_a_first_release_host_leaves_out_what_it_lacks(
-        ) -> None:
+def test_prometheus_text_of_a_first_release_host_leaves_out_what_it_lacks() \
+        -> None:
     text = _counters.prometheus_text(counters(2, ext=False))
     assert 'reason="banned"' not in text
     assert "scanner" not in text and "bans" not in text

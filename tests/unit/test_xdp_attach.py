@@ -1169,9 +1169,10 @@ SIGNATURES = ["SIPVicious", "friendly-scanner", "sipcli"]
 NEW_MAPS = sorted(set(MAPS) - set(_abi.MAPS_0_1))
 
 
-def with_limits(cur: _current.Current, limits: dict | None = LIMITS,
-                signatures: list[str] = SIGNATURES) -> _current.Current:
-    """cur, its maps holding what limits and signatures ask for."""
+def with_limits(cur: _current.Current, *given) -> _current.Current:
+    """cur, its maps holding what limits and signatures ask for: given as
+    (limits, signatures), LIMITS and SIGNATURES when not given."""
+    limits, signatures = given or (LIMITS, SIGNATURES)
     cur.limits = _limits.limits_value(limits)
     cur.signatures = _limits.signature_slots(signatures)
     return cur
