@@ -9,6 +9,8 @@ with the command's own output when the command fails.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import re
@@ -16,8 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import testinfra
@@ -37,6 +41,22 @@ XDP_MODES = {1: "native", 2: "generic", 3: "offload"}
 # Written by the scenario's prepare step, before the deploy.
 RX_BEFORE_DEPLOY = "/var/lib/vos-fastpath-molecule/rx_packets_before_deploy"
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+# bpftool's names for the map types of the ABI (_abi.BPF_MAP_TYPE_*).
+BPFTOOL_MAP_TYPES = {2: "array", 6: "percpu_array", 9: "lru_hash",
+                     11: "lpm_trie", 17: "xskmap"}
+
+
+@functools.cache
+def abi() -> ModuleType:
+    """This checkout's mirror of the data plane ABI
+    (plugins/module_utils/_abi.py): map names and layouts, counter
+    names, structures."""
+    spec = importlib.util.spec_from_file_location(
+        "vos_fastpath_abi", REPO / "plugins" / "module_utils" / "_abi.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def molecule_env(name: str) -> str:
@@ -81,6 +101,50 @@ class Host:
         return {name: json.loads(self.run(
             "bpftool --json map show pinned %s",
             "%s/%s" % (PIN_DIR, name)))["id"] for name in MAPS}
+
+    def pinned_maps(self) -> dict[str, dict[str, Any]]:
+        """Every map pinned in the pin directory, by pin name, as bpftool
+        shows it: one bpftool run for all of them."""
+        maps = json.loads(self.run("bpftool --bpffs --json map show"))
+        return {path[len(PIN_DIR) + 1:]: info for info in maps
+                for path in info.get("pinned", [])
+                if os.path.dirname(path) == PIN_DIR}
+
+    def pinned(self) -> set[str]:
+        """The names in the pin directory: maps, prog_<if>, link_<if>."""
+        return set(self.run("ls -1 %s", PIN_DIR).split())
+
+    def array(self, name: str) -> list[Any]:
+        """The values of a pinned array map in key order, read with
+        bpftool: bytes each, or for a per-CPU array a list of bytes, one
+        per CPU."""
+        def raw(hexes: list[str]) -> bytes:
+            return bytes(int(b, 16) for b in hexes)
+        dump = json.loads(self.run("bpftool --json map dump pinned %s",
+                                   "%s/%s" % (PIN_DIR, name)))
+        dump.sort(key=lambda e: int.from_bytes(raw(e["key"]), "little"))
+        return [[raw(v["value"]) for v in e["values"]] if "values" in e
+                else raw(e["value"]) for e in dump]
+
+    def counter_maps(self, pinned: Iterable[str]) -> dict[str, int]:
+        """Every counter of the counter maps among pinned
+        (_abi.COUNTER_MAPS: stats, stats_ext, proto_stats), read with
+        bpftool and added up over the CPUs: {"stats.BLOCKED": packets}."""
+        pinned = set(pinned)
+        out = {}
+        for name, (names, _help) in abi().COUNTER_MAPS.items():
+            if name not in pinned:
+                continue
+            values = self.array(name)
+            for index, counter in enumerate(names):
+                out["%s.%s" % (name, counter)] = sum(
+                    abi().COUNTER.unpack(cpu)[0] for cpu in values[index])
+        return out
+
+    def prog_map_ids(self, prog_id: int) -> set[int]:
+        """The ids of the maps a loaded program uses."""
+        return set(json.loads(self.run("bpftool --json prog show id %d"
+                                       % prog_id)).get("map_ids", []))
 
     def lists(self) -> dict[str, set[str]]:
         """Every block and allow trie's entries."""

@@ -122,7 +122,8 @@ def present(module, host: _host.Host, result: dict) -> None:
     object_maps = _elf.map_names(p["object"])
     plan = _plan.plan_present(cur, ifname, p["mode"], program, p["force"],
                               ports, p["settings"], cached_tag, object_maps,
-                              limits, signatures)
+                              limits, signatures,
+                              p["move_to_link"])
     for warning in plan.warnings:
         module.warn(warning)
     unchanged = plan.action == _plan.NONE

@@ -159,7 +159,7 @@ def attach_params(config: dict, name: str) -> dict:
                 scanner_signatures=config.get(
                     "scanner_signatures",
                     list(_defaults.SCANNER_SIGNATURES)),
-                force=False, keep_maps=True,
+                force=False, move_to_link=False, keep_maps=True,
                 lock_timeout=config.get("lock_timeout",
                                         _attach_run.LOCK_TIMEOUT))
 

@@ -147,10 +147,14 @@ def plan_present(cur: _current.Current, ifname: str, mode: str,
                  program: str, force: bool, ports: list[int], settings: dict,
                  cached_tag: str | None, object_maps: list[str],
                  limits: bytes = _limits.ZERO_LIMITS,
-                 signatures: list[bytes] | None = None) -> Plan:
+                 signatures: list[bytes] | None = None,
+                 move_to_link: bool = False) -> Plan:
     """cur: _current.Current; object_maps: the names of the maps the
     object declares; limits and signatures: the `limits` value and the
-    `scanner_sigs` slots asked for (_limits), none by default."""
+    `scanner_sigs` slots asked for (_limits), none by default;
+    move_to_link: move our netlink attachment to a link, which the kernel
+    can only do with a detach (else it is replaced through netlink, in one
+    step)."""
     if cur.bad_pins:
         raise FastpathError(" ".join(msg for _name, msg in
                                      sorted(cur.bad_pins.items())))
@@ -160,6 +164,8 @@ def plan_present(cur: _current.Current, ifname: str, mode: str,
     if prog and not cur.ours and not force:
         raise foreign_error(ifname, prog, program, cur.method)
     plan.method = LINK if cur.links_supported else NETLINK
+    if cur.ours and cur.method == NETLINK and not move_to_link:
+        plan.method = NETLINK
     plan.relink = cur.method == NETLINK and plan.method == LINK
     plan.make_pin_dir = not cur.pin_dir_exists
     plan.adopt = dict(cur.adopt)

@@ -32,9 +32,10 @@ description:
     swapped, checked to still be the one read). Changing the mode needs a
     detach first; the result says so in RV(detached_for_mode_change).
   - A program attached through netlink (by an earlier version of this
-    collection) is moved to a link; the kernel cannot do that without a
-    detach, so for a few milliseconds the interface has no program
-    (RV(moved_to_link), and a warning).
+    collection) is replaced through netlink, atomically, and stays a
+    netlink attachment, unless O(move_to_link) is set. The kernel cannot
+    move it to a link without a detach, so then for a few milliseconds
+    the interface has no program (RV(moved_to_link), and a warning).
   - An XDP program that is not vos.fastpath's makes the task fail, naming
     it, unless O(force) is set.
   - Writes the SIP ports, settings, rate limits and scanner signatures
@@ -126,6 +127,18 @@ options:
     description:
       - Replace (or with O(state=absent), detach) an XDP program that is
         not vos.fastpath's.
+    type: bool
+    default: false
+  move_to_link:
+    description:
+      - Move a program that an earlier version attached through netlink
+        to a BPF link. The kernel refuses a link while a netlink program
+        is attached, so the program is detached and the link created right
+        after; packets that arrive in between (milliseconds) are not
+        filtered. Without it such a program is replaced through netlink in
+        one step and stays a netlink attachment. A first attach, or one
+        after O(state=absent), always uses a link where the kernel has
+        them.
     type: bool
     default: false
   keep_maps:
@@ -433,6 +446,7 @@ def argument_spec():
         scanner_signatures=dict(type="list", elements="str",
                                 default=list(_defaults.SCANNER_SIGNATURES)),
         force=dict(type="bool", default=False),
+        move_to_link=dict(type="bool", default=False),
         keep_maps=dict(type="bool", default=True),
         lock_timeout=dict(type="int", default=_lock.DEFAULT_TIMEOUT),
     )

@@ -735,6 +735,32 @@ def test_upgrade_under_a_blocklisted_flood_lets_no_packet_through(
     assert counter(pin_dir, "PASSED") >= 3
 
 
+def test_upgrade_from_netlink_under_a_flood_stays_netlink_lets_none_by(
+        veth: str, netns_peer: tuple[str, str, str], pin_dir: Path,
+        objects: dict[str, Path], tmp_path: Path, bpf_stats: None) -> None:
+    """A host attached by a netlink-only version (0.1.0): without
+    move_to_link the new program replaces it through netlink in one step,
+    so no packet of a blocklisted flood gets through."""
+    attach_through_netlink(veth, pin_dir, objects["built"])
+    old = xdp(veth)
+    run = flood_during(
+        lambda: attach(veth, pin_dir, objects["upgrade"], tmp_path),
+        veth, netns_peer, pin_dir, old["id"], tmp_path)
+    upgraded = run.result
+    assert upgraded["changed"] is True, upgraded.get("msg")
+    assert (upgraded["action"], upgraded["moved_to_link"]) == \
+        ("replace", False)
+    assert upgraded["attach_method"] == "netlink"
+    assert not upgraded.get("warnings")
+    assert run.passed == 0
+    assert run.blocked == run.report["sent"]
+    new_runs = prog_run_count(upgraded["prog_id"])
+    assert run.old_runs > 0 and new_runs > 0
+    assert xdp(veth)["tag"] == upgraded["tag"] != old["tag"]
+    assert attach(veth, pin_dir, objects["upgrade"], tmp_path)["changed"] \
+        is False
+
+
 # At most this many flood packets (2,000 a second at most: 250 ms) may pass
 # unfiltered while the move from netlink to a link leaves the interface
 # without a program. Measured on these machines: 5 to 60 ms (see
@@ -752,7 +778,8 @@ def test_upgrade_from_netlink_moves_to_a_link_under_a_flood(
     attach_through_netlink(veth, pin_dir, objects["built"])
     old = xdp(veth)
     run = flood_during(
-        lambda: attach(veth, pin_dir, objects["upgrade"], tmp_path),
+        lambda: attach(veth, pin_dir, objects["upgrade"], tmp_path,
+                       move_to_link=True),
         veth, netns_peer, pin_dir, old["id"], tmp_path)
     upgraded = run.result
     assert upgraded["changed"] is True, upgraded.get("msg")
@@ -785,7 +812,8 @@ def test_same_program_through_netlink_moves_to_a_link_without_a_load(
     attach_through_netlink(veth, pin_dir, objects["built"])
     old = xdp(veth)
     block(pin_dir, BLOCKED_SRC)
-    moved = attach(veth, pin_dir, objects["built"], tmp_path, diff=True)
+    moved = attach(veth, pin_dir, objects["built"], tmp_path, diff=True,
+                   move_to_link=True)
     assert moved["changed"] is True, moved.get("msg")
     assert (moved["action"], moved["moved_to_link"]) == ("relink", True)
     assert moved["prog_id"] == old["id"]

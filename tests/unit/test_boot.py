@@ -105,7 +105,8 @@ def test_attach_params_merge_settings_over_the_defaults() -> None:
         settings={"block_all_ports": False, "stealth": True,
                   "malformed": "pass", "shadow": True},
         limits=None, scanner_signatures=[],
-        force=False, keep_maps=True, lock_timeout=_lock.DEFAULT_TIMEOUT)
+        force=False, move_to_link=False, keep_maps=True,
+        lock_timeout=_lock.DEFAULT_TIMEOUT)
     assert _defaults.SETTINGS["shadow"] is False    # not changed
 
 

@@ -98,10 +98,11 @@ def current(prog: dict[str, Any] | None = None, pinned: bool = True,
 
 def plan(cur: _current.Current, mode: str = "auto", force: bool = False,
          ports: list[int] | None = None, settings: dict | None = None,
-         cached: str | None = OLD_TAG) -> _plan.Plan:
+         cached: str | None = OLD_TAG,
+         move_to_link: bool = False) -> _plan.Plan:
     return _plan.plan_present(cur, "eth0", mode, "sip_xdp_prog", force,
                               ports or [5060], settings or DEFAULTS,
-                              cached, MAPS)
+                              cached, MAPS, move_to_link=move_to_link)
 
 
 # Settings and ports.
@@ -213,10 +214,25 @@ def test_kernel_without_links_replaces_through_netlink() -> None:
     assert p.action == _plan.NONE and not p.changed
 
 
+def test_our_netlink_attachment_is_replaced_through_netlink_in_one_step(
+        ) -> None:
+    """An upgrade from a netlink-only version keeps filtering: without
+    move_to_link the program is swapped through netlink, never detached."""
+    cur = current(ours("native"), links=False)
+    cur.links_supported = True
+    same = plan(cur)
+    assert (same.action, same.method, same.relink) == \
+        (_plan.NONE, _plan.NETLINK, False)
+    assert not same.changed
+    new = plan(cur, cached=NEW_TAG)
+    assert (new.action, new.method, new.swap, new.relink) == \
+        (_plan.REPLACE, _plan.NETLINK, _plan.NETLINK_REPLACE, False)
+
+
 def test_same_program_through_netlink_moves_to_a_link_unloaded() -> None:
     cur = current(ours("native"), links=False)
     cur.links_supported = True      # a new kernel, or an older deploy
-    p = plan(cur)
+    p = plan(cur, move_to_link=True)
     assert (p.action, p.swap) == (_plan.RELINK, _plan.MOVE)
     assert p.relink and p.keep_program and not p.needs_load
     assert p.changed and not p.maps_changed
@@ -225,10 +241,10 @@ def test_same_program_through_netlink_moves_to_a_link_unloaded() -> None:
 def test_another_version_through_netlink_moves_to_a_link() -> None:
     cur = current(ours("native"), links=False)
     cur.links_supported = True
-    p = plan(cur, cached=NEW_TAG)
+    p = plan(cur, cached=NEW_TAG, move_to_link=True)
     assert (p.action, p.swap, p.relink) == (_plan.REPLACE, _plan.MOVE, True)
     assert p.needs_load
-    unknown = plan(cur, cached=None)
+    unknown = plan(cur, cached=None, move_to_link=True)
     assert (unknown.action, unknown.swap) == (_plan.VERIFY, _plan.MOVE)
 
 
@@ -908,8 +924,8 @@ def test_program_through_netlink_moves_to_a_link_and_warns(
     cur = current(ours("native"), links=False)
     cur.links_supported = True
     host = FakeHost(tmp_path, cur)
-    result = run_main({"cached": OLD_TAG, "_ansible_diff": True}, host,
-                      tmp_path)
+    result = run_main({"cached": OLD_TAG, "_ansible_diff": True,
+                       "move_to_link": True}, host, tmp_path)
     assert result["changed"] is True, result.get("msg")
     assert (result["action"], result["moved_to_link"]) == ("relink", True)
     assert result["attach_method"] == "link"
@@ -932,7 +948,8 @@ def test_another_version_through_netlink_moves_to_a_link_loaded(
     cur = current(ours("native"), links=False)
     cur.links_supported = True
     host = FakeHost(tmp_path, cur)
-    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    result = run_main({"cached": NEW_TAG, "move_to_link": True}, host,
+                      tmp_path)
     assert (result["action"], result["moved_to_link"]) == ("replace", True)
     assert result["replaced"]["attach_method"] == "netlink"
     tmp = PIN_DIR + "/tmp_%d" % os.getpid()
@@ -946,7 +963,8 @@ def test_refused_move_leaves_the_netlink_program_and_the_pins(
     cur = current(ours("native"), links=False)
     cur.links_supported = True
     host = FakeHost(tmp_path, cur, refuse=("native",))
-    result = run_main({"cached": NEW_TAG}, host, tmp_path)
+    result = run_main({"cached": NEW_TAG, "move_to_link": True}, host,
+                      tmp_path)
     assert result["failed"] is True
     assert "refused a link" in result["msg"]
     assert "undo_failed" not in result
