@@ -214,8 +214,8 @@ def test_kernel_without_links_replaces_through_netlink() -> None:
     assert p.action == _plan.NONE and not p.changed
 
 
-def test_our_netlink_attachment_is_replaced_through_netlink_in_one_step(
-        ) -> None:
+def test_our_netlink_attachment_is_replaced_through_netlink_at_once() \
+        -> None:
     """An upgrade from a netlink-only version keeps filtering: without
     move_to_link the program is swapped through netlink, never detached."""
     cur = current(ours("native"), links=False)
