@@ -61,7 +61,7 @@ struct fp_budget {
 struct fp_limits {
 	struct fp_budget untrusted[FP_CLASS_SLOTS];	/* enum fp_class */
 	struct fp_budget trusted[FP_CLASS_SLOTS];
-	__u64 ban_after_ns;	/* over budget this long: ban; 0 = never */
+	__u64 ban_after_ns;	/* over budget this long: ban; 0 = at once */
 	__u64 ban_ns;		/* the ban's length after a rate limit */
 	__u64 scanner_ban_ns;	/* the ban's length after a fingerprint */
 	__u32 flags;		/* enum fp_limit_flag bits */
@@ -110,7 +110,7 @@ enum fp_flag {
 };
 
 enum fp_limit_flag {
-	FP_LIMIT_BANS = 1 << 0,	/* look sources up in `bans` */
+	FP_LIMIT_BANS = 1 << 0,	/* bans are enforced and made */
 };
 
 /* Index of the `stats` map: each frame increments exactly one. */
