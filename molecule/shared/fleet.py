@@ -267,9 +267,11 @@ def invite_burst(scanner: Host, edges: list[Host],
 
 
 def counters(pattern: str = "sip_edges") -> dict[str, dict[str, int]]:
-    """{host: {counter: packets}} of the SIP shield (xdp_stats)."""
+    """{host: {reason: packets}} of the SIP shield (xdp_stats): the
+    reasons of `stats` and, where the host has it, of `stats_ext`."""
     results = run_module(pattern, "vos.fastpath.xdp_stats",
                          {"pin_dir": PIN_DIR})
     return {host: {name: value["packets"]
-                   for name, value in result["stats"].items()}
+                   for part in ("stats", "stats_ext")
+                   for name, value in result.get(part, {}).items()}
             for host, result in results.items()}
