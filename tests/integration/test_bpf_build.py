@@ -18,7 +18,8 @@ from tests.integration.ansible_run import run_module
 REPO = Path(__file__).resolve().parents[2]
 MODULE = "vos.fastpath.bpf_build"
 SPEC_MAPS = ["sip_ports", "allow_v4", "allow_v6", "block_v4", "block_v6",
-             "settings", "stats", "proto_stats", "xsks_map"]
+             "settings", "stats", "proto_stats", "xsks_map", "stats_ext",
+             "limits", "rate_state", "bans", "scanner_sigs", "scanner_hits"]
 
 
 @pytest.fixture

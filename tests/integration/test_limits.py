@@ -35,8 +35,6 @@ from tests.integration.test_xdp_attach import (
     attach_through_netlink,
     block,
     blocked,
-    held_by_our_link,
-    our_pins,
     pins,
     settings_flags,
     sip_ports,
@@ -361,7 +359,9 @@ def test_a_host_running_0_1_0_keeps_every_entry_counter_and_setting(
                       limits=LIMITS, scanner_signatures=SIGNATURES)
     assert upgraded["changed"] is True, upgraded.get("msg")
     assert upgraded["action"] == "replace"
-    assert upgraded["moved_to_link"] is True
+    # Replaced through netlink in one step: no moment without a program.
+    assert (upgraded["moved_to_link"], upgraded["attach_method"]) == \
+        (False, "netlink")
     assert upgraded["reused_maps"] == sorted(_abi.MAPS_0_1)
     new_maps = sorted(set(_abi.MAPS) - set(_abi.MAPS_0_1))
     assert upgraded["created_maps"] == new_maps
@@ -371,7 +371,6 @@ def test_a_host_running_0_1_0_keeps_every_entry_counter_and_setting(
 
     now = xdp(veth)
     assert now["id"] != old["id"] and now["tag"] == upgraded["tag"]
-    held_by_our_link(pin_dir, veth)
     # The old maps are the same maps, holding what they held.
     assert map_ids(pin_dir, _abi.MAPS_0_1) == kept
     assert {name: trie_entries(pin_dir, name) for name in tries} == tries
@@ -382,7 +381,8 @@ def test_a_host_running_0_1_0_keeps_every_entry_counter_and_setting(
     assert stats(pin_dir, "BLOCKED") == 5
     # The new ones are pinned next to them, with the contract's layout,
     # and the program uses every pinned map.
-    assert pins(pin_dir) == our_pins(veth)
+    # A netlink attachment: the maps and the program's pin, no link.
+    assert pins(pin_dir) == sorted([*_abi.MAPS, "prog_" + veth])
     for name in new_maps:
         assert layout_of(pin_dir, name) == _abi.map_layout(_abi.MAPS[name])
     assert set(_facts.program_map_ids(now["id"])) == \
