@@ -305,15 +305,11 @@ __noinline int fp_find_user_agent(struct xdp_md *ctx, __u32 s_off,
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0, limit, off, k, end, i;
-	struct fp_signature *first;
+	__u32 limit, off, end, i;
 	__u64 word, lf, next;
 	__u8 *s;
 	int j, r;
 
-	first = bpf_map_lookup_elem(&scanner_sigs, &zero);
-	if (!first || !first->len)
-		return -1;
 	s_off &= FP_HDR_MASK;
 	len &= FP_HDR_MASK;
 	from &= FP_HDR_MASK;
@@ -345,7 +341,7 @@ __noinline int fp_find_user_agent(struct xdp_md *ctx, __u32 s_off,
 }
 
 /* [step 12] The index of the signature that the request of len bytes at
- * s_off matches, or -1. */
+ * s_off matches, or -1. Called only when fp_scanners_on(). */
 static __always_inline int fp_scanner_match(struct xdp_md *ctx, __u32 s_off,
 					     __u32 len, __u32 from)
 {
