@@ -308,7 +308,7 @@ __noinline int fp_find_user_agent(struct xdp_md *ctx, __u32 s_off,
 	__u32 limit, off, end, i;
 	__u64 word, lf, next;
 	__u8 *s;
-	int j, r;
+	int r;
 
 	s_off &= FP_HDR_MASK;
 	len &= FP_HDR_MASK;
