@@ -26,6 +26,7 @@ from pathlib import Path
 from bench import dataplane_frames as df
 from plugins.module_utils import _abi, _bpf, _build
 from tests.dataplane.harness import BPFTOOL, mono_ns
+from tests.releases import release_commit
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build"
@@ -87,16 +88,15 @@ def fd_closed(fd: int) -> Iterator[int]:
 
 
 def build_release() -> Path:
-    """Release 0.1.0's program, from the git tag's bpf/ with the flags of
+    """Release 0.1.0's program, from its commit's bpf/ with the flags of
     today's build (_build.compile_flags, which the Makefile repeats)."""
     with tempfile.TemporaryDirectory(prefix="fpbench-") as tmp:
         archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", RELEASE, "bpf"],
-            capture_output=True, check=False)
+            ["git", "-C", str(REPO), "archive", release_commit(RELEASE),
+             "bpf"], capture_output=True, check=False)
         if archive.returncode:
-            raise BenchError("git archive %s bpf failed (is the tag %s "
-                             "fetched?): %s" % (RELEASE, RELEASE,
-                                                archive.stderr.decode()))
+            raise BenchError("git archive of release %s's bpf failed: %s"
+                             % (RELEASE, archive.stderr.decode()))
         run("tar", "-x", "-C", tmp, data=archive.stdout)
         src = Path(tmp, "bpf")
         flags = _build.compile_flags(str(BUILD), [str(src)], [])

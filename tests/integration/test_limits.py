@@ -40,6 +40,7 @@ from tests.integration.test_xdp_attach import (
     sip_ports,
     xdp,
 )
+from tests.releases import release_commit
 
 SCANNER_SRC = ipaddress.ip_address("192.0.2.70")
 CALLER_SRC = ipaddress.ip_address("192.0.2.71")
@@ -51,7 +52,6 @@ LIMITS = {"untrusted": {"register": {"rate": 2, "burst": 10},
           "bans": True, "ban_after": "10s", "ban_time": "15m",
           "scanner_ban_time": "1h", "prefix_v6": 56}
 SIGNATURES = ["SIPVicious", "friendly-scanner", "sipcli"]
-RELEASE_0_1 = "0.1.0"
 
 
 # The maps, read back with bpf() and with bpftool.
@@ -299,17 +299,18 @@ def test_limits_apply_from_the_next_packet_and_go_with_the_option(
 @pytest.fixture(scope="session")
 def release_0_1_object(built_object: Path,
                        tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The object of release 0.1.0, built from its tag with the flags of
-    the build (_build.compile_flags) against this kernel."""
+    """The object of release 0.1.0, built from its commit with the flags
+    of the build (_build.compile_flags) against this kernel."""
+    release = release_commit("0.1.0")
     work = tmp_path_factory.mktemp("release_0_1")
     sources = work / "bpf"
     sources.mkdir()
     names = subprocess.run(
-        ["git", "-C", str(REPO), "ls-tree", "--name-only", RELEASE_0_1,
+        ["git", "-C", str(REPO), "ls-tree", "--name-only", release,
          "bpf/"], check=True, capture_output=True, text=True).stdout.split()
     for name in names:
         (work / name).write_bytes(subprocess.run(
-            ["git", "-C", str(REPO), "show", "%s:%s" % (RELEASE_0_1, name)],
+            ["git", "-C", str(REPO), "show", "%s:%s" % (release, name)],
             check=True, capture_output=True).stdout)
     flags = _build.compile_flags(str(REPO / "build"), [str(sources)], [])
     out = work / "sip_logic.bpf.o"
