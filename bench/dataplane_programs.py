@@ -179,8 +179,10 @@ class Ours:
                       _abi.RATE.pack(*tat, 0, 0))
         elif key == "banned":
             lim = features.limits
-            self._put("bans", df.BANNED_SRC, _abi.BAN.pack(
-                mono_ns() + 3600 * df.SECOND, _abi.FP_RATE_LIMITED, 0))
+            now = mono_ns()
+            self._put("bans_v2", df.BANNED_SRC, _abi.BAN_V2.pack(
+                now + 3600 * df.SECOND, now, 0, _abi.FP_RATE_LIMITED,
+                _abi.FP_CLASS_INVITE))
         else:
             lim = features.roomy(scanner_ban=key != "scanner")
             src = df.SCANNER_SRC if key == "scanner" else df.CLEAN_SRC

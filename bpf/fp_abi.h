@@ -87,11 +87,26 @@ struct fp_rate {
 	__u64 last_drop_ns;
 };
 
-/* Value of `bans`. */
+/* Value of `bans`, retired: no program of this version uses it. */
 struct fp_ban {
-	__u64 expires_ns;	/* CLOCK_BOOTTIME */
+	__u64 expires_ns;	/* CLOCK_MONOTONIC */
 	__u32 reason;		/* enum fp_reason that caused it */
 	__u32 reserved;
+};
+
+/* Value of `bans_v2`: a ban, what made it, and what it has dropped. */
+struct fp_ban_v2 {
+	__u64 expires_ns;	/* CLOCK_MONOTONIC */
+	__u64 since_ns;		/* CLOCK_MONOTONIC, when it was made */
+	__u64 packets;		/* dropped as BANNED since */
+	__u32 reason;		/* FP_RATE_LIMITED or FP_SCANNER */
+	__u32 detail;		/* its enum fp_class, or its scanner_sigs slot */
+};
+
+/* Value of `pardons`: no ban of the source is made until until_ns. */
+struct fp_pardon {
+	__u64 until_ns;		/* CLOCK_MONOTONIC */
+	__u64 reserved;
 };
 
 /* Value of `scanner_sigs`: a User-Agent signature, in lower case. The
@@ -151,10 +166,12 @@ enum fp_map_size {
 	FP_MAX_XSKS_MAP = 64,
 	FP_MAX_LIMITS = 1,
 	FP_MAX_RATE_STATE = 131072,
-	FP_MAX_BANS = 65536,
+	FP_MAX_BANS_V2 = 65536,
+	FP_MAX_PARDONS = 16384,
 	FP_MAX_STATS_EXT = FP_REASON_EXT_MAX - FP_REASON_MAX,
 	FP_MAX_SCANNER_SIGS = 32,
 	FP_MAX_SCANNER_HITS = FP_MAX_SCANNER_SIGS,
+	FP_MAX_RATE_LIMITED = FP_CLASS_SLOTS,
 };
 
 #endif /* FP_ABI_H */

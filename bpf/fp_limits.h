@@ -25,9 +25,25 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct fp_source);
-	__type(value, struct fp_ban);
-	__uint(max_entries, FP_MAX_BANS);
-} bans SEC(".maps");
+	__type(value, struct fp_ban_v2);
+	__uint(max_entries, FP_MAX_BANS_V2);
+} bans_v2 SEC(".maps");
+
+/* Sources an operator unbanned: written by the control plane only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct fp_source);
+	__type(value, struct fp_pardon);
+	__uint(max_entries, FP_MAX_PARDONS);
+} pardons SEC(".maps");
+
+/* RATE_LIMITED drops by request class (enum fp_class). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_counter);
+	__uint(max_entries, FP_MAX_RATE_LIMITED);
+} rate_limited SEC(".maps");
 
 /* Tries of the compare-and-swap that advances a bucket before the request
  * counts as over budget: only CPUs racing on one source retry. */
@@ -110,37 +126,53 @@ static __always_inline int fp_bans_on(void)
 	return lim && (lim->flags & FP_LIMIT_BANS);
 }
 
-/* [step 6] Is the source banned? A ban counts until its expiry; an expired
- * one is left for the LRU to reclaim. */
+__noinline int fp_trusted_source(struct xdp_md *ctx, __u32 saddr_off,
+			      __u32 is_v6);
+
+/* [step 6] Is the source banned? A ban counts until its expiry, and counts
+ * the packets it drops; an expired one is left for the LRU to reclaim. A
+ * trusted source ([step 5], looked up only when banned) is never dropped
+ * for a ban. */
 __noinline int fp_banned(struct xdp_md *ctx, __u32 saddr_off, __u32 is_v6)
 {
 	struct fp_limits *lim = fp_limits();
 	struct fp_source key = {};
-	struct fp_ban *ban;
+	struct fp_ban_v2 *ban;
 
 	if (!lim || !(lim->flags & FP_LIMIT_BANS))
 		return 0;
 	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
 		return 0;
-	ban = bpf_map_lookup_elem(&bans, &key);
-	return ban && ban->expires_ns > fp_now();
+	ban = bpf_map_lookup_elem(&bans_v2, &key);
+	if (!ban || ban->expires_ns <= fp_now())
+		return 0;
+	if (fp_trusted_source(ctx, saddr_off, is_v6))
+		return 0;
+	__sync_fetch_and_add(&ban->packets, 1);
+	return 1;
 }
 
-/* Ban the source for ns from now; a length past the clock's range bans it
- * until the clock's end. */
+/* Ban the source for ns from now, unless an operator pardoned it; a
+ * length past the clock's range bans it until the clock's end. */
 static __always_inline void fp_ban(struct fp_source *key, __u64 now,
-				   __u64 ns, __u32 reason)
+				   __u64 ns, __u32 reason, __u32 detail)
 {
-	struct fp_ban ban = {};
+	struct fp_pardon *pardon = bpf_map_lookup_elem(&pardons, key);
+	struct fp_ban_v2 ban = {};
 
+	if (pardon && pardon->until_ns > now)
+		return;
 	ban.expires_ns = now + ns < now ? ~0ULL : now + ns;
+	ban.since_ns = now;
 	ban.reason = reason;
-	bpf_map_update_elem(&bans, key, &ban, BPF_ANY);
+	ban.detail = detail;
+	bpf_map_update_elem(&bans_v2, key, &ban, BPF_ANY);
 }
 
-/* [step 12] Ban a scanner's source for scanner_ban_ns, when bans are on. */
+/* [step 12] Ban a scanner's source for scanner_ban_ns, when bans are on;
+ * sig is the slot of the signature that matched. */
 __noinline int fp_ban_scanner(struct xdp_md *ctx, __u32 saddr_off,
-			      __u32 is_v6)
+			      __u32 is_v6, __u32 sig)
 {
 	struct fp_limits *lim = fp_limits();
 	struct fp_source key = {};
@@ -149,7 +181,7 @@ __noinline int fp_ban_scanner(struct xdp_md *ctx, __u32 saddr_off,
 		return 0;
 	if (fp_source_key(ctx, saddr_off, is_v6, lim, &key))
 		return 0;
-	fp_ban(&key, fp_now(), lim->scanner_ban_ns, FP_SCANNER);
+	fp_ban(&key, fp_now(), lim->scanner_ban_ns, FP_SCANNER, sig);
 	return 1;
 }
 
@@ -220,7 +252,7 @@ __noinline int fp_over_budget(struct xdp_md *ctx, __u32 saddr_off,
 	st->last_drop_ns = now;
 	if (!trusted && (lim->flags & FP_LIMIT_BANS) && lim->ban_ns &&
 	    now - st->over_since_ns >= lim->ban_after_ns) {
-		fp_ban(&key, now, lim->ban_ns, FP_RATE_LIMITED);
+		fp_ban(&key, now, lim->ban_ns, FP_RATE_LIMITED, class);
 		st->over_since_ns = 0;
 	}
 	return 1;

@@ -396,12 +396,17 @@ static __always_inline int fp_trusted(struct fp_src *t)
 static __always_inline int fp_rate_limited(struct fp_src *t, __u32 class)
 {
 	struct fp_limits *lim = fp_limits();
+	struct xdp_md *ctx = t->ctx;
 
 	if (!lim || (!fp_class_limited(lim, class, 0) &&
 		     !fp_class_limited(lim, class, 1)))
 		return 0;
-	return fp_over_budget(t->ctx, t->saddr_off, t->is_v6, class,
-			      fp_trusted(t));
+	if (!fp_over_budget(ctx, t->saddr_off, t->is_v6, class,
+			    fp_trusted(t)))
+		return 0;
+	fp_count(&rate_limited, class & (FP_CLASS_SLOTS - 1),
+		 (long)ctx->data_end - (long)ctx->data);
+	return 1;
 }
 
 /* [step 9] SIP over TCP: a connection attempt (SYN without ACK) is a
@@ -469,7 +474,7 @@ static __always_inline int fp_check_udp_at(struct xdp_md *ctx,
 			       len - skip, line_end) : -1;
 	if (sig >= 0 && !fp_trusted(t)) {
 		fp_count(&scanner_hits, sig, data_end - (void *)(long)ctx->data);
-		fp_ban_scanner(ctx, t->saddr_off, t->is_v6);
+		fp_ban_scanner(ctx, t->saddr_off, t->is_v6, sig);
 		*reason = FP_SCANNER;
 		return XDP_DROP;
 	}
@@ -538,10 +543,10 @@ __noinline int fp_decide(struct xdp_md *ctx, __u64 offsets, __u32 info,
 		goto out;
 
 	/* [step 6] the bans, then [step 7] the blocklist; [step 5], trusted
-	 * sources, is looked up only to overturn their drop, so that the
-	 * common case, a source in neither list, costs no allowlist lookup. */
-	if (fp_bans_on() && fp_banned(ctx, saddr_off, is_v6) &&
-	    !fp_trusted(&src)) {
+	 * sources, is looked up only to overturn their drop (fp_banned()
+	 * does it for a ban), so that the common case, a source in neither
+	 * list, costs no allowlist lookup. */
+	if (fp_bans_on() && fp_banned(ctx, saddr_off, is_v6)) {
 		reason = FP_BANNED;
 		action = XDP_DROP;
 		goto out;

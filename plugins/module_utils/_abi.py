@@ -153,7 +153,9 @@ BUDGET = struct.Struct("=QII")         # struct fp_budget
 LIMITS = struct.Struct("=" + "QII" * (2 * CLASS_SLOTS) + "QQQIBBH")
 SOURCE = struct.Struct("=BBH16s")      # struct fp_source
 RATE = struct.Struct("=" + "Q" * CLASS_SLOTS + "QQ")   # struct fp_rate
-BAN = struct.Struct("=QII")            # struct fp_ban
+BAN = struct.Struct("=QII")            # struct fp_ban (retired `bans`)
+BAN_V2 = struct.Struct("=QQQII")       # struct fp_ban_v2
+PARDON = struct.Struct("=QQ")          # struct fp_pardon
 SIGNATURE = struct.Struct("=II%ds" % MAX_SIGNATURE_LEN)  # fp_signature
 U32 = struct.Struct("=I")
 U8 = struct.Struct("=B")
@@ -179,6 +181,10 @@ STRUCTS = {
                  ("last_drop_ns", 72, 8)], 80),
     "fp_ban": ([("expires_ns", 0, 8), ("reason", 8, 4),
                 ("reserved", 12, 4)], 16),
+    "fp_ban_v2": ([("expires_ns", 0, 8), ("since_ns", 8, 8),
+                   ("packets", 16, 8), ("reason", 24, 4),
+                   ("detail", 28, 4)], 32),
+    "fp_pardon": ([("until_ns", 0, 8), ("reserved", 8, 8)], 16),
     "fp_signature": ([("len", 0, 4), ("reserved", 4, 4),
                       ("text", 8, MAX_SIGNATURE_LEN)], 40),
 }
@@ -205,12 +211,23 @@ MAPS = {
         MapSpec("limits", BPF_MAP_TYPE_ARRAY, 4, LIMITS.size, 1),
         MapSpec("rate_state", BPF_MAP_TYPE_LRU_HASH, SOURCE.size,
                 RATE.size, 131072),
-        MapSpec("bans", BPF_MAP_TYPE_LRU_HASH, SOURCE.size, BAN.size,
-                65536),
         MapSpec("scanner_sigs", BPF_MAP_TYPE_ARRAY, 4, SIGNATURE.size, 32),
         MapSpec("scanner_hits", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16, 32),
+        MapSpec("bans_v2", BPF_MAP_TYPE_LRU_HASH, SOURCE.size,
+                BAN_V2.size, 65536),
+        MapSpec("pardons", BPF_MAP_TYPE_LRU_HASH, SOURCE.size, PARDON.size,
+                16384),
+        MapSpec("rate_limited", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16,
+                CLASS_SLOTS),
     )
 }
+
+# Maps that no program of this version uses: `bans` (value struct
+# fp_ban) was replaced by `bans_v2`. A pin left by an earlier build is
+# left alone by the attach and removed by the teardown.
+RETIRED_MAPS = {"bans": MapSpec("bans", BPF_MAP_TYPE_LRU_HASH, SOURCE.size,
+                                BAN.size, 65536)}
+KNOWN_MAPS = {**MAPS, **RETIRED_MAPS}
 
 # The maps of the first release (0.1.0): a host running it has these
 # pinned and none of the others.

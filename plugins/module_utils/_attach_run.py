@@ -143,7 +143,8 @@ def present(module, host: _host.Host, result: dict) -> None:
         moved_to_link=plan.relink and plan.action != _plan.NONE,
         maps=dict((name, os.path.join(pin_dir, name))
                   for name in object_maps),
-        reused_maps=sorted(set(cur.pins) | set(cur.adopt)),
+        reused_maps=sorted((set(cur.pins) | set(cur.adopt))
+                           & set(object_maps)),
         created_maps=sorted(set(object_maps) - set(cur.pins)
                             - set(cur.adopt)) if plan.needs_load else [],
         sip_ports=ports, settings=_plan.flags_to_settings(plan.flags),

@@ -28,9 +28,9 @@ def same_name(kernel_name: str | None, program: str) -> bool:
 
 
 def layout_problem(name: str, path: str, found: dict) -> str | None:
-    """A sentence naming the map when found differs from _abi.MAPS (its
-    name, when found has one: the kernel keeps 15 characters)."""
-    expected = _abi.map_layout(_abi.MAPS[name])
+    """A sentence naming the map when found differs from _abi.KNOWN_MAPS
+    (its name, when found has one: the kernel keeps 15 characters)."""
+    expected = _abi.map_layout(_abi.KNOWN_MAPS[name])
     if "name" in found:
         expected["name"] = name[:15]
     diffs = ["%s %s (the program needs %s)" % (key, found[key], value)
@@ -136,7 +136,7 @@ def read_current(host: _host.Host, ifname: str, pin_dir: str,
             and layout_problem(name, "", found) is None}
         cur.uses_pins = all(
             name in cur.prog_maps and cur.prog_maps[name]["id"] == found["id"]
-            for name, found in cur.pins.items())
+            for name, found in cur.pins.items() if name in _abi.MAPS)
     cur.prog_pin_id = host.pinned_prog_id(
         os.path.join(pin_dir, _abi.prog_pin_name(ifname)))
     ports_ref = cur.ref(pin_dir, "sip_ports")

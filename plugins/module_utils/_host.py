@@ -130,9 +130,9 @@ class Host(MapIO):
 
     def map_layouts(self, pin_dir: str) -> dict[str, dict]:
         """{name: layout with its id} of the contract's maps pinned under
-        pin_dir."""
+        pin_dir, retired ones included."""
         found = {}
-        for name in _abi.MAPS:
+        for name in _abi.KNOWN_MAPS:
             path = os.path.join(pin_dir, name)
             if not os.path.lexists(path):
                 continue

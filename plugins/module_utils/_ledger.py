@@ -17,6 +17,7 @@ from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
+import zlib
 from typing import Iterable
 
 from . import _abi
@@ -204,13 +205,38 @@ class Ledger:
         return out
 
 
+def jittered(key: bytes, expires_ns: int, jitter_ns: int) -> int:
+    """expires_ns moved later by a fixed share of jitter_ns drawn from the
+    key (CRC-32), so that a set added at once spreads its expiries."""
+    return expires_ns + jitter_ns * zlib.crc32(key) // 0xFFFFFFFF
+
+
+def renew(ledger: Ledger, tag: int, desired: list[set[bytes]],
+          expires_ns: int, jitter_ns: int = 0) -> int:
+    """Move the owner's live expiring claims on desired keys to their new
+    expiry when it is later (never earlier). Returns how many moved."""
+    moved = 0
+    for family, keys in enumerate(desired):
+        expiring = ledger.claims(family, tag).expiring
+        for key in keys:
+            old = expiring.get(key)
+            new = jittered(key, expires_ns, jitter_ns)
+            if old is not None and new > old:
+                expiring[key] = new
+                moved += 1
+    ledger.prune()
+    return moved
+
+
 def change(ledger: Ledger, tag: int, desired: list[set[bytes]], state: str,
-           expires_ns: int) -> tuple[dict[int, tuple[int, int]], int]:
+           expires_ns: int, jitter_ns: int = 0
+           ) -> tuple[dict[int, tuple[int, int]], int]:
     """Apply one owner's run to the ledger (in place).
 
     present: the owner claims every desired key: a new claim gets
     expires_ns (0: permanent); a live claim keeps its expiry unless the
-    run switches it between permanent and expiring. exact: also, the
+    run switches it between permanent and expiring; jitter_ns spreads
+    new expiries (jittered()). exact: also, the
     owner's claims that are not desired go. absent: the desired keys go
     from every owner. Returns ({tag: (claims added or switched between
     permanent and expiring, claims removed)}, how many desired keys were
@@ -240,7 +266,8 @@ def change(ledger: Ledger, tag: int, desired: list[set[bytes]], state: str,
             new = [k for k in keys if k not in claims.expiring]
             switched = sum(1 for k in new if k in claims.permanent)
             claims.permanent.difference_update(new)
-            claims.expiring.update((k, expires_ns) for k in new)
+            claims.expiring.update(
+                (k, jittered(k, expires_ns, jitter_ns)) for k in new)
             count(tag, len(new), 0)       # a switch is a new claim too
             unchanged += len(keys) - len(new)
         else:

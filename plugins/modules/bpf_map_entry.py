@@ -98,6 +98,39 @@ options:
     type: list
     elements: str
     default: []
+  on_protected:
+    description:
+      - What a blocklist entry that overlaps (covers or lies inside) a
+        O(protect) network does. V(fail) fails the task and changes
+        nothing. V(skip) leaves it out, with every entry that overlaps an
+        allowlist entry, and reports each in RV(left_out). Skipping is for
+        automatic writers such as feeds and the fleet exchange, where one
+        bad entry must not stop the rest.
+    type: str
+    choices: [fail, skip]
+    default: fail
+  skip_pardoned:
+    description:
+      - Leave out, and report in RV(left_out), the blocklist entries that
+        overlap a source an operator pardoned
+        (M(vos.fastpath.xdp_bans) with O(vos.fastpath.xdp_bans#module:lift)).
+    type: bool
+    default: false
+  renew:
+    description:
+      - Entries this owner already lists with an expiry get this run's
+        expiry when it is later (see O(ttl)); they never get an earlier
+        one. Counted in RV(renewed).
+    type: bool
+    default: false
+  ttl_jitter:
+    description:
+      - Spread the expiries of this run's entries over O(ttl) to O(ttl)
+        times (1 + O(ttl_jitter)), each entry by a fixed fraction drawn
+        from its address, so that a large set added at once does not
+        expire at once. A number from 0 to 1; needs a O(ttl).
+    type: float
+    default: 0
   min_prefix_v4:
     description:
       - The widest IPv4 prefix accepted for blocking or trusting. A wider
@@ -226,6 +259,26 @@ unchanged:
   returned: success
   type: int
   sample: 990000
+renewed:
+  description: With O(renew), the owner's entries whose expiry moved
+    later.
+  returned: success
+  type: int
+  sample: 40
+left_out:
+  description: With O(on_protected=skip) or O(skip_pardoned), the entries
+    left out (the first 100), each with why (V(protected), V(allowlisted),
+    V(pardoned)) and the network it overlaps.
+  returned: when O(on_protected=skip) or O(skip_pardoned)
+  type: list
+  elements: dict
+  sample: [{entry: 198.51.100.0/24, reason: allowlisted,
+            overlaps: 198.51.100.20/32}]
+left_out_count:
+  description: How many entries were left out.
+  returned: when O(on_protected=skip) or O(skip_pardoned)
+  type: int
+  sample: 1
 total:
   description: Entries in the list (both families) after the run.
   returned: success
@@ -274,8 +327,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _abi, _defaults, _files, _input, _ledger, _lists, _lock, _pins,
-    _snapshot, _trie_change)
+    _abi, _defaults, _files, _input, _ledger, _list_guard, _lists, _lock,
+    _pins, _snapshot, _trie_change)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 
@@ -295,6 +348,11 @@ def build_module():
             ttl=dict(type="raw", default=0),
             source=dict(type="str", default="default"),
             protect=dict(type="list", elements="str", default=[]),
+            on_protected=dict(type="str", default="fail",
+                              choices=["fail", "skip"]),
+            skip_pardoned=dict(type="bool", default=False),
+            renew=dict(type="bool", default=False),
+            ttl_jitter=dict(type="float", default=0.0),
             strict=dict(type="bool", default=True),
             min_prefix_v4=dict(type="int", default=_input.MIN_PREFIX_V4),
             min_prefix_v6=dict(type="int", default=_input.MIN_PREFIX_V6),
@@ -341,7 +399,13 @@ def check_input(desired, params):
     """Refuse entries that would block (or trust) too much."""
     if params["state"] == "absent":
         return
-    if params["map"] == "blocklist":
+    if params["ttl_jitter"] and not 0 < params["ttl_jitter"] <= 1:
+        raise FastpathError("ttl_jitter is %s: give a number from 0 to 1"
+                            % params["ttl_jitter"])
+    if params["ttl_jitter"] and not _input.parse_ttl(params["ttl"]):
+        raise FastpathError("ttl_jitter needs a ttl: permanent entries do "
+                            "not expire")
+    if params["map"] == "blocklist" and params["on_protected"] == "fail":
         check_protected(desired, params["protect"], params["strict"])
     for keys, option in ((desired[0], "min_prefix_v4"),
                          (desired[1], "min_prefix_v6")):
@@ -361,6 +425,32 @@ def check_protected(desired, protect, strict):
             "The blocklist entry %s would block the protected %s: remove it "
             "from the list (%d such entries)."
             % (_lists.key_text(entry), _lists.key_text(guard), len(hits)))
+
+
+def skip_guarded(desired, params, result):
+    """With on_protected: skip or skip_pardoned, take out of desired (in
+    place) the blocklist entries a machine must not write; report them."""
+    p = params
+    if p["map"] != "blocklist" or p["state"] == "absent":
+        return
+    guards = []
+    if p["on_protected"] == "skip":
+        protect = _lists.parse_lines(p["protect"], p["strict"],
+                                     "protect entry %d")
+        guards += [(_list_guard.PROTECTED, list(protect)),
+                   (_list_guard.ALLOWLISTED,
+                    kernel_read("the allowlist", lambda: _list_guard.
+                                allowlist_keys(p["pin_dir"])))]
+    if p["skip_pardoned"]:
+        guards.append((_list_guard.PARDONED, kernel_read(
+            "the pardons",
+            lambda: _list_guard.pardon_keys(p["pin_dir"]))))
+    if not guards:
+        return
+    skipped = _list_guard.split(desired, guards)
+    # Not "skipped": Ansible would take the task for skipped.
+    result.update(left_out=_list_guard.report(skipped, DIFF_LIMIT),
+                  left_out_count=len(skipped))
 
 
 def diff_text(keys, limit=DIFF_LIMIT):
@@ -447,7 +537,8 @@ def change(module, tries, result):
     reader = _lists.Reader(tries)
     reader.start()
     try:
-        desired = read_input(p)
+        desired = list(read_input(p))
+        skip_guarded(desired, p, result)
         check_input(desired, p)
     except FastpathError as e:
         reader.join()
@@ -462,10 +553,13 @@ def change(module, tries, result):
     tag = _lists.source_tag(p["source"])
     ttl = _input.parse_ttl(p["ttl"])
     expires = now + ttl * 10**9 if ttl else 0
+    jitter = int(ttl * 10**9 * p["ttl_jitter"])
     managed = ledger.tags() | {tag}
     expired = ledger.drop_expired(now)
-    counts, unchanged = _ledger.change(ledger, tag, list(desired),
-                                       p["state"], expires)
+    renewed = _ledger.renew(ledger, tag, desired, expires, jitter) \
+        if p["renew"] and expires and p["state"] != "absent" else 0
+    counts, unchanged = _ledger.change(ledger, tag, desired, p["state"],
+                                       expires, jitter)
     if tag in ledger.tags():
         ledger.names[tag] = p["source"]
     remove = desired if p["state"] == "absent" else (set(), set())
@@ -483,12 +577,12 @@ def change(module, tries, result):
     added = [k for plan in plans for k in plan.write_keys]
     removed = [k for plan in plans for k in plan.delete]
     dirty = bool(fresh or counts or expired or ledger.names != old_names
-                 or interrupted)
+                 or interrupted or renewed)
     result.update(
         changed=bool(added or removed or dirty),
         added=len(added), removed=len(removed),
         expired_removed=expired.get(tag, 0),
-        unchanged=unchanged,
+        unchanged=unchanged - renewed, renewed=renewed,
         total=sum(plan.size_after(len(have))
                   for plan, have in zip(plans, current)),
         owners=owner_report({**old_names, **ledger.names}, counts,

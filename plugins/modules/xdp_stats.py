@@ -161,7 +161,7 @@ scanner_hits:
     sipcli: {packets: 2, bytes: 974}
 active_bans:
   description:
-    - How many sources are banned now (entries of the C(bans) map that
+    - How many sources are banned now (entries of the C(bans_v2) map that
       end later than now).
     - Not returned when the map is not pinned (see RV(notes)).
   returned: success, when the host has the map
@@ -180,7 +180,7 @@ notes:
   type: list
   elements: str
   sample: ["/sys/fs/bpf/vos_fastpath has no stats_ext, scanner_sigs,
-           scanner_hits or bans map: the program there predates rate
+           scanner_hits or bans_v2 map: the program there predates rate
            limits, bans and scanner fingerprints (0.1.0), so BANNED,
            SCANNER, the signature hits and the active bans are not shown;
            deploy this version to get them."]

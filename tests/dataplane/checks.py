@@ -92,27 +92,43 @@ def _names(indexes: list[int], names: tuple[str, ...]) -> str | None:
     return "+".join(names[i] for i in indexes) or None
 
 
+def _one(indexes: list[int]) -> int | tuple[int, ...] | None:
+    """The one index that moved, None for none, all of them for more."""
+    if len(indexes) == 1:
+        return indexes[0]
+    return tuple(indexes) or None
+
+
 def expect(dp: Dataplane, t: model.Tables, frame: bytes, action: str,
            reason: str, proto: str | None, rx_queue: int = 0,
-           signature: int | None = None) -> None:
+           signature: int | None = None,
+           limited_class: int | None = None) -> None:
     """The program and the model both give action/reason/proto for frame,
     and the program counts len(frame) bytes under reason (in `stats`, or
     in `stats_ext` for BANNED and SCANNER). signature is the slot whose
-    `scanner_hits` counter moves by len(frame) bytes, None for none. The
-    model runs with the time read right before the program's run and
+    `scanner_hits` counter moves by len(frame) bytes, None for none. A
+    RATE_LIMITED frame moves one `rate_limited` counter by len(frame)
+    bytes, the model's class (limited_class when given), any other none.
+    The model runs with the time read right before the program's run and
     updates the state in t as the program updates its maps."""
     want = (action, reason, proto, len(frame), signature)
     now, mono = boot_ns(), mono_floor_ns()
     got = dp.run(frame, rx_queue)
-    hits = got.signatures[0] if len(got.signatures) == 1 else (
-        None if not got.signatures else tuple(got.signatures))
     program = (model.ACTION_NAMES.get(got.action, str(got.action)),
                _names(got.reasons, model.REASON_NAMES),
-               _names(got.protos, _abi.PROTOS), got.bytes_counted, hits)
+               _names(got.protos, _abi.PROTOS), got.bytes_counted,
+               _one(got.signatures))
     assert program == want, "program on queue %d, frame %s" % (
         rx_queue, frame.hex())
     if signature is not None:
         assert got.signature_bytes == len(frame)
+    limited = _one(got.classes)
+    assert (limited is not None) == (reason == "RATE_LIMITED"), (
+        "rate_limited moved %r for %s" % (limited, reason))
+    if limited is not None:
+        assert got.class_bytes == len(frame)
+    if limited_class is not None:
+        assert limited == limited_class, "rate_limited class"
     verdict = model.decide(frame, t, now, rx_queue, mono)
     pinned = (model.ACTION_NAMES[verdict.action],
               model.REASON_NAMES[verdict.reason],
@@ -120,6 +136,7 @@ def expect(dp: Dataplane, t: model.Tables, frame: bytes, action: str,
               len(frame), verdict.signature)
     assert pinned == want, "model on queue %d, frame %s" % (
         rx_queue, frame.hex())
+    assert verdict.limited_class == limited, "model's rate_limited class"
 
 
 # Frames.

@@ -99,11 +99,12 @@ def random_signatures(rng: random.Random) -> list[model.Signature]:
 
 def random_state(rng: random.Random, keys: list[model.Source],
                  now_ns: int) -> tuple[dict[model.Source, model.Rate],
-                                       dict[model.Source, model.Ban]]:
-    """rate_state and bans entries for a share of the sources: buckets
-    used up or refilled, streaks under way, bans live, expiring within a
-    batch or expired."""
-    rates, bans = {}, {}
+                                       dict[model.Source, model.Ban],
+                                       dict[model.Source, model.Pardon]]:
+    """rate_state, bans_v2 and pardons entries for a share of the sources:
+    buckets used up or refilled, streaks under way, bans and pardons
+    live, expiring within a batch or expired."""
+    rates, bans, pardons = {}, {}, {}
     for key in keys:
         if rng.random() < 0.4:
             tat = [rng.choice((0, now_ns - rng.randint(0, 100) * SECOND,
@@ -118,9 +119,18 @@ def random_state(rng: random.Random, keys: list[model.Source],
             expires = rng.choice((1, now_ns - MS,
                                   now_ns + rng.randint(5, 150) * MS,
                                   now_ns + 60 * SECOND))
-            bans[key] = model.Ban(expires, rng.choice(
-                (_abi.FP_RATE_LIMITED, _abi.FP_SCANNER)))
-    return rates, bans
+            reason = rng.choice((_abi.FP_RATE_LIMITED, _abi.FP_SCANNER))
+            detail = rng.randrange(len(_abi.CLASSES)
+                                   if reason == _abi.FP_RATE_LIMITED
+                                   else model.SIGNATURE_SLOTS)
+            bans[key] = model.Ban(expires, reason, detail,
+                                  now_ns - rng.randint(0, 600) * SECOND,
+                                  rng.choice((0, 1, rng.randrange(10**6))))
+        if rng.random() < 0.15:
+            pardons[key] = model.Pardon(rng.choice((
+                1, now_ns - MS, now_ns + rng.randint(5, 150) * MS,
+                now_ns + 3600 * SECOND)))
+    return rates, bans, pardons
 
 
 # Frames.

@@ -20,6 +20,7 @@ from tests.dataplane.model import (
     Ban,
     Entry,
     Limits,
+    Pardon,
     Rate,
     Signature,
     Source,
@@ -71,6 +72,8 @@ class Outcome:
     bytes_counted: int      # growth of the moved reason counters' bytes
     signatures: list[int]   # scanner_hits indexes that moved
     signature_bytes: int    # growth of their bytes
+    classes: list[int]      # rate_limited indexes that moved
+    class_bytes: int        # growth of their bytes
 
 
 def _moved(before: list[tuple[int, int]],
@@ -85,9 +88,11 @@ def _grown(before: list[tuple[int, int]], after: list[tuple[int, int]],
 
 
 # The maps a run's counters are read from, in Outcome order.
-COUNTER_MAPS = ("stats", "stats_ext", "proto_stats", "scanner_hits")
-# The maps of state that frames change, cleared by load_tables().
-STATE_MAPS = ("rate_state", "bans")
+COUNTER_MAPS = ("stats", "stats_ext", "proto_stats", "scanner_hits",
+                "rate_limited")
+# The maps of per-source state, cleared by load_state(): those that frames
+# change, and the pardons the control plane writes.
+STATE_MAPS = ("rate_state", "bans_v2", "pardons")
 
 
 def pack_limits(limits: Limits) -> bytes:
@@ -126,12 +131,22 @@ def unpack_rate(raw: bytes) -> Rate:
 
 
 def pack_ban(ban: Ban) -> bytes:
-    return _abi.BAN.pack(ban.expires_ns, ban.reason, 0)
+    return _abi.BAN_V2.pack(ban.expires_ns, ban.since_ns, ban.packets,
+                            ban.reason, ban.detail)
 
 
 def unpack_ban(raw: bytes) -> Ban:
-    expires_ns, reason, _reserved = _abi.BAN.unpack(raw)
-    return Ban(expires_ns, reason)
+    expires_ns, since_ns, packets, reason, detail = _abi.BAN_V2.unpack(raw)
+    return Ban(expires_ns, reason, detail, since_ns, packets)
+
+
+def pack_pardon(pardon: Pardon) -> bytes:
+    return _abi.PARDON.pack(pardon.until_ns, 0)
+
+
+def unpack_pardon(raw: bytes) -> Pardon:
+    until_ns, _reserved = _abi.PARDON.unpack(raw)
+    return Pardon(until_ns)
 
 
 class Dataplane:
@@ -155,6 +170,9 @@ class Dataplane:
                      for name in _abi.MAPS}
         self.ifindex = 0
         self._ports: set[int] | None = None    # as last written
+        # The counters as the last run() left them: only runs move them,
+        # so the next run() starts from these (test_run() forgets them).
+        self._counted: dict[str, list[tuple[int, int]]] | None = None
 
     def close(self) -> None:
         for m in self.maps.values():
@@ -187,12 +205,14 @@ class Dataplane:
         self.load_state(tables)
 
     def load_state(self, tables: Tables) -> None:
-        """rate_state and bans as the model's."""
+        """rate_state, bans_v2 and pardons as the model's."""
         self._clear(*STATE_MAPS)
         for key, rate in tables.rate_state.items():
             self.write_rate(key, rate)
         for key, ban in tables.bans.items():
             self.write_ban(key, ban)
+        for key, pardon in tables.pardons.items():
+            self.write_pardon(key, pardon)
 
     def set_ports(self, ports: set[int]) -> None:
         """sip_ports: the ports that changed since the last call."""
@@ -234,14 +254,17 @@ class Dataplane:
         self.maps["rate_state"].update(pack_source(key), pack_rate(rate))
 
     def write_ban(self, key: Source, ban: Ban) -> None:
-        self.maps["bans"].update(pack_source(key), pack_ban(ban))
+        self.maps["bans_v2"].update(pack_source(key), pack_ban(ban))
+
+    def write_pardon(self, key: Source, pardon: Pardon) -> None:
+        self.maps["pardons"].update(pack_source(key), pack_pardon(pardon))
 
     def rate(self, key: Source) -> Rate | None:
         raw = self.maps["rate_state"].lookup(pack_source(key))
         return None if raw is None else unpack_rate(raw)
 
     def ban(self, key: Source) -> Ban | None:
-        raw = self.maps["bans"].lookup(pack_source(key))
+        raw = self.maps["bans_v2"].lookup(pack_source(key))
         return None if raw is None else unpack_ban(raw)
 
     def rate_state(self) -> dict[Source, Rate]:
@@ -250,8 +273,13 @@ class Dataplane:
                 for k in m.keys()}
 
     def bans(self) -> dict[Source, Ban]:
-        m = self.maps["bans"]
+        m = self.maps["bans_v2"]
         return {unpack_source(k): unpack_ban(m.lookup(k) or b"")
+                for k in m.keys()}
+
+    def pardons(self) -> dict[Source, Pardon]:
+        m = self.maps["pardons"]
+        return {unpack_source(k): unpack_pardon(m.lookup(k) or b"")
                 for k in m.keys()}
 
     # -- counters ---------------------------------------------------------
@@ -275,9 +303,10 @@ class Dataplane:
 
     def run(self, frame: bytes, rx_queue: int = 0) -> Outcome:
         """One frame through BPF_PROG_TEST_RUN, with the counters it moved."""
-        before = self.all_counters()
+        before = self._counted or self.all_counters()
         action = self.test_run(frame, rx_queue).retval
         after = self.all_counters()
+        self._counted = after
         moved = {name: _moved(before[name], after[name])
                  for name in COUNTER_MAPS}
         reasons = moved["stats"] + [_abi.FP_REASON_MAX + i
@@ -287,10 +316,14 @@ class Dataplane:
         return Outcome(action, reasons, moved["proto_stats"], grown,
                        moved["scanner_hits"],
                        _grown(before["scanner_hits"], after["scanner_hits"],
-                              moved["scanner_hits"]))
+                              moved["scanner_hits"]),
+                       moved["rate_limited"],
+                       _grown(before["rate_limited"], after["rate_limited"],
+                              moved["rate_limited"]))
 
     def test_run(self, frame: bytes, rx_queue: int = 0,
                  repeat: int = 1) -> _bpf.TestRun:
+        self._counted = None
         ctx = None
         if rx_queue or self.ifindex:
             ctx = _XDP_MD.pack(0, len(frame), 0, self.ifindex, rx_queue, 0)

@@ -7,15 +7,16 @@ so this file favours plain, literal code over speed or cleverness.
 Time is an input: decide() takes the two clocks the program reads, the
 CLOCK_BOOTTIME time of list entries and the CLOCK_MONOTONIC time of budgets
 and bans. The state the program keeps between frames (per-source budgets,
-bans, scanner hits) lives in Tables, next to the configuration, and
-decide() updates it as the program updates its maps.
+bans, scanner hits, rate-limited drops per class) lives in Tables, next
+to the configuration (pardons included: only the control plane writes
+them), and decide() updates it as the program updates its maps.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from plugins.module_utils import _abi
 
@@ -166,16 +167,32 @@ class Rate:
 
 @dataclass
 class Ban:
-    """struct fp_ban."""
+    """struct fp_ban_v2: when the ban ends, what made it (reason, and
+    detail: the request class or the signature slot), when it was made
+    and the packets it has dropped since."""
 
     expires_ns: int
     reason: int
+    detail: int = 0
+    since_ns: int = 0
+    packets: int = 0
+
+    def copy(self) -> Ban:
+        return replace(self)
+
+
+@dataclass
+class Pardon:
+    """struct fp_pardon: no ban of the source is made until until_ns."""
+
+    until_ns: int
 
 
 @dataclass
 class Tables:
-    """The maps as the program sees them: configuration, then the state
-    that frames change (rate_state, bans, scanner_hits packets)."""
+    """The maps as the program sees them: configuration (pardons
+    included), then the state that frames change (rate_state, bans_v2,
+    and the packets of scanner_hits and rate_limited)."""
 
     sip_ports: set[int] = field(default_factory=lambda: {5060})
     allow: list[Entry] = field(default_factory=list)
@@ -186,34 +203,41 @@ class Tables:
     signatures: list[Signature] = field(default_factory=list)
     rate_state: dict[Source, Rate] = field(default_factory=dict)
     bans: dict[Source, Ban] = field(default_factory=dict)
+    pardons: dict[Source, Pardon] = field(default_factory=dict)
     scanner_hits: list[int] = field(
         default_factory=lambda: [0] * SIGNATURE_SLOTS)
+    rate_limited: list[int] = field(
+        default_factory=lambda: [0] * _abi.CLASS_SLOTS)
 
     def fork(self) -> Tables:
         """The same configuration with a copy of the state."""
-        return Tables(
-            self.sip_ports, self.allow, self.block, self.flags,
-            self.xsk_queues, self.limits, self.signatures,
-            {k: v.copy() for k, v in self.rate_state.items()},
-            {k: Ban(v.expires_ns, v.reason) for k, v in self.bans.items()},
-            list(self.scanner_hits))
+        return replace(
+            self,
+            rate_state={k: v.copy() for k, v in self.rate_state.items()},
+            bans={k: v.copy() for k, v in self.bans.items()},
+            scanner_hits=list(self.scanner_hits),
+            rate_limited=list(self.rate_limited))
 
 
 @dataclass(frozen=True)
 class Verdict:
     """XDP action, reason (a `stats` index, or FP_REASON_MAX + a
-    `stats_ext` index), `proto_stats` index (or None), and the signature
-    slot whose `scanner_hits` counter moves (or None)."""
+    `stats_ext` index), `proto_stats` index (or None), the signature
+    slot whose `scanner_hits` counter moves (or None), and the request
+    class whose `rate_limited` counter moves (or None)."""
 
     action: int
     reason: int
     proto: int | None
     signature: int | None = None
+    limited_class: int | None = None
 
     def __str__(self) -> str:
         proto = "-" if self.proto is None else _abi.PROTOS[self.proto]
         action = ACTION_NAMES.get(self.action, str(self.action))
         hit = "" if self.signature is None else "/sig%d" % self.signature
+        if self.limited_class is not None:
+            hit += "/" + _abi.CLASSES[self.limited_class]
         return f"{action}/{REASON_NAMES[self.reason]}/{proto}{hit}"
 
 
@@ -493,18 +517,33 @@ def source_of(src: IPAddress, limits: Limits) -> Source:
                   net.network_address.packed.ljust(16, b"\0"))
 
 
-def is_banned(tables: Tables, src: IPAddress, mono_ns: int) -> bool:
+def banned(tables: Tables, src: IPAddress, mono_ns: int) -> bool:
+    """[step 6] Is the source banned? A ban that holds counts the packet
+    it drops."""
     limits = tables.limits
     if not limits.flags & _abi.FP_LIMIT_BANS:
         return False
     ban = tables.bans.get(source_of(src, limits))
-    return ban is not None and ban.expires_ns > mono_ns
+    if ban is None or ban.expires_ns <= mono_ns:
+        return False
+    ban.packets += 1
+    return True
 
 
-def ban(tables: Tables, key: Source, until_ns: int, reason: int) -> None:
-    """A ban replaces any earlier ban of the source; one that would end
-    past the clock's range ends at its last value."""
-    tables.bans[key] = Ban(min(until_ns, U64_MAX), reason)
+def pardoned(tables: Tables, key: Source, mono_ns: int) -> bool:
+    pardon = tables.pardons.get(key)
+    return pardon is not None and pardon.until_ns > mono_ns
+
+
+def ban(tables: Tables, key: Source, mono_ns: int, length_ns: int,
+        reason: int, detail: int) -> None:
+    """Ban the source for length_ns from now, unless it has a live pardon.
+    A ban replaces any earlier ban of the source, its count included; one
+    that would end past the clock's range ends at its last value."""
+    if pardoned(tables, key, mono_ns):
+        return
+    tables.bans[key] = Ban(min(mono_ns + length_ns, U64_MAX), reason,
+                           detail, mono_ns)
 
 
 def over_budget(tables: Tables, src: IPAddress, cls: int, trusted: bool,
@@ -529,19 +568,32 @@ def over_budget(tables: Tables, src: IPAddress, cls: int, trusted: bool,
     rate.last_drop_ns = mono_ns
     if not trusted and limits.flags & _abi.FP_LIMIT_BANS and limits.ban_ns \
             and mono_ns - rate.over_since_ns >= limits.ban_after_ns:
-        ban(tables, key, mono_ns + limits.ban_ns, _abi.FP_RATE_LIMITED)
+        # A pardon stops the ban only: the streak ends all the same.
+        ban(tables, key, mono_ns, limits.ban_ns, _abi.FP_RATE_LIMITED, cls)
         rate.over_since_ns = 0
     return True
+
+
+def rate_limited(tables: Tables, pkt: Packet, cls: int, trusted: bool,
+                 mono_ns: int) -> Verdict | None:
+    """[step 11] The RATE_LIMITED drop of a request over its budget,
+    counted under its class in rate_limited; None when it fits."""
+    if not over_budget(tables, pkt.src, cls, trusted, mono_ns):
+        return None
+    tables.rate_limited[cls] += 1
+    return _verdict(_abi.XDP_DROP, _abi.FP_RATE_LIMITED, pkt.proto,
+                    tables.flags, limited_class=cls)
 
 
 # The verdicts.
 
 
 def _verdict(action: int, reason: int, proto: int | None,
-             flags: int, signature: int | None = None) -> Verdict:
+             flags: int, signature: int | None = None,
+             limited_class: int | None = None) -> Verdict:
     if action == _abi.XDP_DROP and flags & _abi.FP_SHADOW:
         action = _abi.XDP_PASS
-    return Verdict(action, reason, proto, signature)
+    return Verdict(action, reason, proto, signature, limited_class)
 
 
 def _sip_pass(tables: Tables, rx_queue: int, proto: int) -> Verdict:
@@ -555,16 +607,16 @@ def _request(text: bytes, cls: int, pkt: Packet, tables: Tables,
              trusted: bool, mono_ns: int, rx_queue: int) -> Verdict:
     flags, limits = tables.flags, tables.limits
     # [step 11]
-    if over_budget(tables, pkt.src, cls, trusted, mono_ns):
-        return _verdict(_abi.XDP_DROP, _abi.FP_RATE_LIMITED, pkt.proto,
-                        flags)
+    limited = rate_limited(tables, pkt, cls, trusted, mono_ns)
+    if limited is not None:
+        return limited
     # [step 12]
     slot = scanner_match(text, tables.signatures)
     if slot is not None and not trusted:
         tables.scanner_hits[slot] += 1
         if limits.flags & _abi.FP_LIMIT_BANS and limits.scanner_ban_ns:
-            ban(tables, source_of(pkt.src, limits),
-                mono_ns + limits.scanner_ban_ns, _abi.FP_SCANNER)
+            ban(tables, source_of(pkt.src, limits), mono_ns,
+                limits.scanner_ban_ns, _abi.FP_SCANNER, slot)
         return _verdict(_abi.XDP_DROP, _abi.FP_SCANNER, pkt.proto, flags,
                         slot)
     # [step 13]
@@ -621,7 +673,7 @@ def decide(frame: bytes, tables: Tables, now_ns: int, rx_queue: int = 0,
     # [step 5]
     trusted = lpm_match(tables.allow, pkt.src, now_ns)
     # [step 6]
-    if not trusted and is_banned(tables, pkt.src, mono):
+    if not trusted and banned(tables, pkt.src, mono):
         return _verdict(_abi.XDP_DROP, _abi.FP_BANNED, pkt.proto, flags)
     # [step 7]
     if not trusted and lpm_match(tables.block, pkt.src, now_ns):
@@ -633,17 +685,18 @@ def decide(frame: bytes, tables: Tables, now_ns: int, rx_queue: int = 0,
     if pkt.proto == _abi.FP_PROTO_TCP:
         tcp_flags = frame[pkt.l4 + TCP_FLAGS]
         # [step 11] for a connection attempt.
-        if tcp_flags & TCP_SYN and not tcp_flags & TCP_ACK and over_budget(
-                tables, pkt.src, _abi.FP_CLASS_SYN, trusted, mono):
-            return _verdict(_abi.XDP_DROP, _abi.FP_RATE_LIMITED, pkt.proto,
-                            flags)
+        if tcp_flags & TCP_SYN and not tcp_flags & TCP_ACK:
+            limited = rate_limited(tables, pkt, _abi.FP_CLASS_SYN, trusted,
+                                   mono)
+            if limited is not None:
+                return limited
         return Verdict(_abi.XDP_PASS, _abi.FP_PASSED, pkt.proto)
     # [step 10]
     return _inspect_udp(frame, pkt, tables, trusted, mono, rx_queue)
 
 
 def frame_source(frame: bytes, tables: Tables) -> Source | None:
-    """The rate_state and bans key a frame may touch, if it is an IP
-    packet."""
+    """The rate_state, bans_v2 and pardons key a frame may touch, if it
+    is an IP packet."""
     pkt = parse(frame)
     return None if pkt is None else source_of(pkt.src, tables.limits)

@@ -3,8 +3,10 @@ built object and the C header.
 
 Struct layouts and map definitions are read from the BTF of
 build/sip_logic.bpf.o (`bpftool -j btf dump file`), the program and its
-license from the ELF file, and the header's constants from a tiny C program
-compiled against bpf/fp_abi.h. Nothing here needs root.
+license from the ELF file, and the header's constants and struct layouts
+from tiny C programs compiled against bpf/fp_abi.h (the only source of the
+layouts of retired maps, which the object no longer holds). Nothing here
+needs root.
 """
 
 from __future__ import annotations
@@ -48,10 +50,21 @@ SPEC_MAP_TYPES = {
     "stats_ext": ("__u32", "fp_counter"),
     "limits": ("__u32", "fp_limits"),
     "rate_state": ("fp_source", "fp_rate"),
-    "bans": ("fp_source", "fp_ban"),
     "scanner_sigs": ("__u32", "fp_signature"),
     "scanner_hits": ("__u32", "fp_counter"),
+    "bans_v2": ("fp_source", "fp_ban_v2"),
+    "pardons": ("fp_source", "fp_pardon"),
+    "rate_limited": ("__u32", "fp_counter"),
 }
+# The retired maps of docs/dataplane.md: no program declares them.
+RETIRED_MAP_TYPES = {
+    "bans": ("fp_source", "fp_ban"),
+}
+# Structs that only retired maps use: in the header, not in the object.
+RETIRED_STRUCTS = frozenset(
+    t for pair in RETIRED_MAP_TYPES.values() for t in pair
+    if t.startswith("fp_")) - frozenset(
+    t for pair in SPEC_MAP_TYPES.values() for t in pair)
 
 # Fields of a BTF map definition that are numbers (`__uint(name, n)`:
 # a pointer to an array of n elements) and those that are types
@@ -75,6 +88,8 @@ STRUCT_FORMATS = {
     "fp_source": _abi.SOURCE,
     "fp_rate": _abi.RATE,
     "fp_ban": _abi.BAN,
+    "fp_ban_v2": _abi.BAN_V2,
+    "fp_pardon": _abi.PARDON,
     "fp_signature": _abi.SIGNATURE,
 }
 
@@ -185,7 +200,7 @@ def _section_name(elf: ELFFile, symbol: Any) -> str:
 # Structs.
 
 
-@pytest.mark.parametrize("name", sorted(_abi.STRUCTS))
+@pytest.mark.parametrize("name", sorted(set(_abi.STRUCTS) - RETIRED_STRUCTS))
 def test_struct_layout_matches_btf(btf: Btf, name: str) -> None:
     members, size = _abi.STRUCTS[name]
     structs = btf.named("STRUCT")
@@ -215,13 +230,62 @@ def _nested_structs(btf: Btf, name: str) -> set[str]:
 
 
 def test_every_abi_struct_is_mirrored(btf: Btf) -> None:
-    """The structs the spec's map table names, and those they are made of
-    (fp_budget in fp_limits), are all in _abi.STRUCTS."""
+    """The structs the spec's map tables name, and those they are made of
+    (fp_budget in fp_limits), are all in _abi.STRUCTS; those of retired
+    maps only are not in the object."""
     named = {t for pair in SPEC_MAP_TYPES.values() for t in pair
              if t.startswith("fp_")}
     nested = set().union(*(_nested_structs(btf, n) for n in named))
     assert "fp_budget" in nested
-    assert named | nested == set(_abi.STRUCTS) == set(STRUCT_FORMATS)
+    assert RETIRED_STRUCTS == {"fp_ban"}
+    assert named | nested | RETIRED_STRUCTS == set(_abi.STRUCTS) == \
+        set(STRUCT_FORMATS)
+    assert RETIRED_STRUCTS.isdisjoint(btf.named("STRUCT"))
+
+
+@pytest.fixture(scope="module")
+def header_layouts(tmp_path_factory: pytest.TempPathFactory
+                   ) -> dict[str, tuple[list[tuple[str, int, int]], int]]:
+    """Every struct of _abi.STRUCTS as a C program compiled against the
+    header lays it out: {name: ([(member, offset, size)], size)}."""
+    lines = []
+    for name, (members, _size) in sorted(_abi.STRUCTS.items()):
+        for member, _offset, _msize in members:
+            lines.append(
+                '\tprintf("%s %s %%zu %%zu\\n", offsetof(struct %s, %s), '
+                "sizeof(((struct %s *)0)->%s));"
+                % (name, member, name, member, name, member))
+        lines.append('\tprintf("%s - 0 %%zu\\n", sizeof(struct %s));'
+                     % (name, name))
+    tmp = tmp_path_factory.mktemp("layouts")
+    source = tmp / "layouts.c"
+    source.write_text(
+        "#include <stddef.h>\n"
+        "#include <stdio.h>\n"
+        "#include <linux/types.h>\n"
+        '#include "fp_abi.h"\n\n'
+        "int main(void)\n{\n" + "\n".join(lines) + "\n\treturn 0;\n}\n")
+    program = tmp / "layouts"
+    _run(CC, "-Wall", "-Werror", "-I", str(HEADER.parent), "-o",
+         str(program), str(source))
+    found: dict[str, tuple[list[tuple[str, int, int]], int]] = {}
+    for line in _run(str(program)).splitlines():
+        name, member, offset, size = line.split()
+        members, _total = found.setdefault(name, ([], 0))
+        if member == "-":
+            found[name] = (members, int(size))
+        else:
+            members.append((member, int(offset), int(size)))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_abi.STRUCTS))
+def test_struct_layout_matches_the_c_header(
+        header_layouts: dict[str, tuple[list[tuple[str, int, int]], int]],
+        name: str) -> None:
+    """The header's layout, retired structs included; the object's BTF
+    cannot show one that no map uses any more."""
+    assert header_layouts[name] == _abi.STRUCTS[name]
 
 
 def _format_items(layout: struct.Struct) -> dict[int, int]:
@@ -297,6 +361,12 @@ def test_object_has_no_other_maps(btf: Btf, elf: ELFFile) -> None:
 
 def test_mirror_names_every_map_of_the_spec() -> None:
     assert set(_abi.MAPS) == set(SPEC_MAP_TYPES)
+    assert set(_abi.RETIRED_MAPS) == set(RETIRED_MAP_TYPES)
+    for name, (key, value) in RETIRED_MAP_TYPES.items():
+        spec = _abi.RETIRED_MAPS[name]
+        assert (spec.key_size, spec.value_size) == (
+            _abi.STRUCTS[key][1], _abi.STRUCTS[value][1])
+    assert _abi.MAPS["rate_limited"].max_entries == _abi.CLASS_SLOTS
     assert _abi.MAPS["stats"].max_entries == len(_abi.REASONS)
     assert _abi.MAPS["proto_stats"].max_entries == len(_abi.PROTOS)
     assert _abi.MAPS["stats_ext"].max_entries == _abi.STATS_EXT_SLOTS

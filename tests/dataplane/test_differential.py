@@ -2,20 +2,22 @@
 
 Every generated frame runs through BPF_PROG_TEST_RUN; the XDP action, the
 one reason counter that moved (`stats` or `stats_ext`, by the frame's
-length in bytes), the `proto_stats` counter and the `scanner_hits` counter
-that moved must equal what tests/dataplane/model.py says, and so must the
-`rate_state` and `bans` entries of the frame's source. Runs are seeded:
+length in bytes), the `proto_stats` counter and the `scanner_hits` and
+`rate_limited` counters that moved must equal what tests/dataplane/model.py
+says, and so must the `rate_state` and `bans_v2` entries of the frame's
+source (`pardons` are drawn with the rest of the state). Runs are seeded:
 FASTPATH_SEED=N reproduces a failure.
 
 The program reads the clock of budgets and bans itself (the coarse
 CLOCK_MONOTONIC, or the precise one on older kernels): at or after the
 coarse time read before its run and at or before the precise time read
 after it. The model decides with the first, and when that does not match,
-with each time in between at which its verdict can change (a ban or a
-budget that runs out), then with the second. Times the program writes (a
-budget's TAT, a ban's expiry) may differ from the model's by the width of
-that window; the model then takes the program's exact values, so that the
-next frames start from the same state. List entries, on CLOCK_BOOTTIME,
+with each time in between at which its verdict can change (a ban, a
+pardon or a budget that runs out), then with the second. Times the
+program writes (a budget's TAT, a ban's expiry and since) may differ from
+the model's by the width of that window; the model then takes the
+program's exact values, so that the next frames start from the same
+state. List entries, on CLOCK_BOOTTIME,
 are an hour away from expiring or long expired.
 """
 
@@ -63,20 +65,25 @@ def _program(got: Outcome) -> str:
 def _same_verdict(got: Outcome, want: model.Verdict, size: int) -> bool:
     protos = [] if want.proto is None else [want.proto]
     hits = [] if want.signature is None else [want.signature]
-    return ((got.action, got.reasons, got.protos, got.signatures)
-            == (want.action, [want.reason], protos, hits)
+    classes = [] if want.limited_class is None else [want.limited_class]
+    return ((got.action, got.reasons, got.protos, got.signatures,
+             got.classes)
+            == (want.action, [want.reason], protos, hits, classes)
             and got.bytes_counted == size
-            and got.signature_bytes == (size if hits else 0))
+            and got.signature_bytes == (size if hits else 0)
+            and got.class_bytes == (size if classes else 0))
 
 
 def _close(kernel: object, mine: object, slack: int) -> bool:
-    """Two rate_state or bans values (or None), equal up to slack ns in
-    each time."""
+    """Two rate_state or bans_v2 values (or None), equal up to slack ns
+    in each time."""
     if kernel is None or mine is None:
         return kernel is mine
     if isinstance(kernel, model.Ban) and isinstance(mine, model.Ban):
-        return kernel.reason == mine.reason and \
-            abs(kernel.expires_ns - mine.expires_ns) <= slack
+        return ((kernel.reason, kernel.detail, kernel.packets)
+                == (mine.reason, mine.detail, mine.packets)
+                and abs(kernel.expires_ns - mine.expires_ns) <= slack
+                and abs(kernel.since_ns - mine.since_ns) <= slack)
     assert isinstance(kernel, model.Rate) and isinstance(mine, model.Rate)
     pairs = list(zip(kernel.tat_ns, mine.tat_ns, strict=True)) + [
         (kernel.over_since_ns, mine.over_since_ns),
@@ -87,13 +94,16 @@ def _close(kernel: object, mine: object, slack: int) -> bool:
 def _breakpoints(tables: model.Tables, key: model.Source | None,
                  lo: int, hi: int) -> list[int]:
     """lo, hi and the times between at which a decision about the source
-    can change: its ban ends, a class fits its budget again, its streak
-    breaks or reaches ban_after_ns."""
+    can change: its ban or its pardon ends, a class fits its budget
+    again, its streak breaks or reaches ban_after_ns."""
     times = {lo, hi}
     if key is not None:
         ban = tables.bans.get(key)
         if ban is not None:
             times.add(ban.expires_ns)
+        pardon = tables.pardons.get(key)
+        if pardon is not None:
+            times.add(pardon.until_ns)
         rate = tables.rate_state.get(key)
         limits = tables.limits
         for budget_set in (limits.trusted, limits.untrusted):
@@ -118,6 +128,7 @@ class Checker:
     failures: list[str] = field(default_factory=list)
     reasons: Counter[int] = field(default_factory=Counter)
     expired_bans: int = 0           # frames whose source's ban had expired
+    pardoned_drops: int = 0         # drops that may ban, of pardoned sources
     sources: dict[model.Source, set[model.IPAddress]] = field(
         default_factory=dict)
 
@@ -128,7 +139,7 @@ class Checker:
 
     def _state(self, key: model.Source | None
                ) -> tuple[object, object] | None:
-        """The program's rate_state and bans entries for key; None when
+        """The program's rate_state and bans_v2 entries for key; None when
         the limits map is all zero: the program then changes no state,
         and check_maps() compares the whole maps instead."""
         if key is None or self.tables.limits == model.Limits():
@@ -172,6 +183,10 @@ class Checker:
                     mine.bans.get(key) if key else None, frame.hex()))
             chosen = mine
         self.reasons[want.reason] += 1
+        pardon = before.pardons.get(key) if key is not None else None
+        if pardon is not None and pardon.until_ns > t1 and want.reason in (
+                _abi.FP_RATE_LIMITED, _abi.FP_SCANNER):
+            self.pardoned_drops += 1
         if key is not None and state is not None:
             old = before.bans.get(key)
             if old is not None and old.expires_ns <= t0 and \
@@ -190,11 +205,13 @@ class Checker:
         self.tables = chosen
 
     def check_maps(self, label: str) -> None:
-        """The whole of rate_state and bans, and the scanner hits."""
+        """The whole of rate_state, bans_v2 and pardons."""
         if self.dp.rate_state() != self.tables.rate_state:
             self.failures.append("%s: rate_state differs" % label)
         if self.dp.bans() != self.tables.bans:
-            self.failures.append("%s: bans differ" % label)
+            self.failures.append("%s: bans_v2 differ" % label)
+        if self.dp.pardons() != self.tables.pardons:
+            self.failures.append("%s: pardons differ" % label)
 
     def report(self, seed: int, count: int) -> str:
         return "seed %d: %d of %d frames differ:\n%s" % (
@@ -229,8 +246,8 @@ def _draw(rng: random.Random, checker: Checker,
     tables.flags = rng.randrange(16)
     keys = sorted({model.source_of(a, tables.limits) for a in addresses},
                   key=repr)
-    tables.rate_state, tables.bans = frames_limits.random_state(
-        rng, keys, mono_ns())
+    tables.rate_state, tables.bans, tables.pardons = \
+        frames_limits.random_state(rng, keys, mono_ns())
     checker.configure(tables)
 
 
@@ -241,6 +258,7 @@ def test_generated_frames_with_limits_and_fingerprints_match_the_model(
     addresses = frames_limits.plan_addresses(plan)
     checker = Checker(dataplane, _tables(plan, allow, block))
     hits_before = dataplane.counters("scanner_hits")
+    limited_before = dataplane.counters("rate_limited")
     shared = 0
     for i, (label, frame, rx_queue) in enumerate(
             frames_limits.generate(rng, LIMITED, plan)):
@@ -257,10 +275,15 @@ def test_generated_frames_with_limits_and_fingerprints_match_the_model(
     grown = [a[0] - b[0]
              for a, b in zip(hits_after, hits_before, strict=True)]
     assert grown == hits
+    limited_after = dataplane.counters("rate_limited")
+    assert [a[0] - b[0] for a, b in zip(limited_after, limited_before,
+                                        strict=True)] == \
+        checker.tables.rate_limited
     # Every verdict, bans that expired under way, sources that shared a
     # budget through their prefix, and signatures in several slots.
     assert set(checker.reasons) == set(range(len(model.REASON_NAMES)))
     assert checker.expired_bans > 0
+    assert checker.pardoned_drops > 0
     assert shared > 0
     assert sum(1 for n in hits if n) > 3
 

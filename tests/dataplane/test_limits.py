@@ -6,8 +6,10 @@ writing state: a `rate_state` entry whose TAT lies in the past or the
 future, a ban that ends a few hundred ms from now, budgets of seconds or
 minutes so that the milliseconds a test takes do not matter. Budgets and
 bans run on CLOCK_MONOTONIC (harness.mono_ns()). After the frames, the
-program's `rate_state` and `bans` must equal the model's, times within
-SLACK (the program's clock is coarse).
+program's `rate_state` and `bans_v2` must equal the model's, times within
+SLACK (the program's clock is coarse). Bans' counts, since, reason and
+detail, pardons and the per-class `rate_limited` counter are in
+test_bans.py.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ def over(cls: int, tat_ns: int, over_since_ns: int = 0,
 
 
 def synced(dp: Dataplane, t: model.Tables) -> None:
-    """The program's rate_state and bans are the model's, times within
-    SLACK; the model then takes the program's exact values."""
+    """The program's rate_state and bans_v2 are the model's, times within
+    SLACK, counts exact; the model then takes the program's exact
+    values."""
     rates, bans = dp.rate_state(), dp.bans()
     assert set(rates) == set(t.rate_state)
     assert set(bans) == set(t.bans)
@@ -102,8 +105,11 @@ def synced(dp: Dataplane, t: model.Tables) -> None:
             (rate.last_drop_ns, mine.last_drop_ns)]
         assert all(abs(a - b) <= SLACK for a, b in pairs), (k, rate, mine)
     for k, ban in bans.items():
-        assert ban.reason == t.bans[k].reason, k
-        assert abs(ban.expires_ns - t.bans[k].expires_ns) <= SLACK, k
+        mine = t.bans[k]
+        assert (ban.reason, ban.detail, ban.packets) == \
+            (mine.reason, mine.detail, mine.packets), (k, ban, mine)
+        assert abs(ban.expires_ns - mine.expires_ns) <= SLACK, (k, ban, mine)
+        assert abs(ban.since_ns - mine.since_ns) <= SLACK, (k, ban, mine)
     t.rate_state, t.bans = rates, bans
 
 

@@ -99,8 +99,9 @@ def test_first_match_in_the_value_wins_then_the_lowest_slot(
 
 def test_scanner_bans_source(dataplane: Dataplane) -> None:
     """With bans on, a fingerprint bans the source (its /32, its /64) for
-    scanner_ban_ns, replacing an earlier ban; its next packets are
-    BANNED."""
+    scanner_ban_ns, replacing an earlier ban, with the slot that matched
+    as its detail; its next packets are BANNED, each counted by the ban
+    (the /64's neighbour's too)."""
     t = fingerprinted(scanner_ban_ns=MINUTE)
     t.limits.flags = _abi.FP_LIMIT_BANS
     old = model.source_of(PLAIN_V4, t.limits)
@@ -120,8 +121,12 @@ def test_scanner_bans_source(dataplane: Dataplane) -> None:
     assert set(bans) == set(t.bans) == {
         old, model.source_of(PLAIN_V6, t.limits)}
     for ban in bans.values():
-        assert ban.reason == _abi.FP_SCANNER
+        assert (ban.reason, ban.detail) == (_abi.FP_SCANNER, 1)
         assert 0 <= ban.expires_ns - (start + MINUTE) < 10**9
+        assert ban.expires_ns - ban.since_ns == MINUTE
+    assert bans[old].packets == t.bans[old].packets == 2
+    v6 = model.source_of(PLAIN_V6, t.limits)
+    assert bans[v6].packets == t.bans[v6].packets == 4
 
 
 def test_scanner_ban_ttl_zero_does_not_ban(dataplane: Dataplane) -> None:

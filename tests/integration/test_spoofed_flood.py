@@ -4,7 +4,8 @@ the program attached to a real veth (test_rate_accuracy.Receiver).
 
 The spoofed sources are IPv6 /64s of 2001:db8::/32: the IPv4 test ranges
 hold only 131,840 addresses, fewer than needed to overflow `rate_state`
-with room to spare, and `rate_state` and `bans` key both families alike.
+with room to spare, and `rate_state` and `bans_v2` key both families
+alike.
 Each flood is a fixed number of frames written back to back, from every
 CPU at once: the kernel's LRU maps keep a list of recent entries per CPU
 and flush it only when that CPU needs room, so an entry made on a CPU
@@ -49,7 +50,7 @@ SIGNATURES = [b"friendly", b"scanner", b"sipcli", b"sipvicious",
               b"sipscan"]
 
 RATE_STATE_MAX = _abi.MAPS["rate_state"].max_entries     # 131,072
-BANS_MAX = _abi.MAPS["bans"].max_entries                 # 65,536
+BANS_MAX = _abi.MAPS["bans_v2"].max_entries              # 65,536
 # Spoofed sources of each flood: half again as many as the map holds.
 FLOOD_SOURCES = RATE_STATE_MAX * 3 // 2
 SCANNER_SOURCES = BANS_MAX * 3 // 2
@@ -74,7 +75,7 @@ SCANNER_OPTIONS = (
 
 @pytest.fixture
 def receiver(root_required: None) -> Iterator[Receiver]:
-    """A fresh receiver per test: empty rate_state and bans."""
+    """A fresh receiver per test: empty rate_state and bans_v2."""
     with attached() as rx:
         yield rx
 
@@ -130,14 +131,21 @@ def send(rx: Receiver, frame: bytes, count: int = 1) -> None:
             s.send(frame)
 
 
-def ban_of(rx: Receiver, addr: ipaddress.IPv4Address
-           ) -> tuple[int, int] | None:
-    """(expires_ns, reason) of the source's ban, or None."""
-    raw = rx.maps["bans"].lookup(source_key(addr))
-    if raw is None:
-        return None
-    expires, reason, _reserved = _abi.BAN.unpack(raw)
-    return expires, reason
+@dataclasses.dataclass(frozen=True)
+class Ban:
+    """A bans_v2 value (struct fp_ban_v2)."""
+
+    expires_ns: int
+    since_ns: int
+    packets: int
+    reason: int
+    detail: int
+
+
+def ban_of(rx: Receiver, addr: ipaddress.IPv4Address) -> Ban | None:
+    """The source's ban, or None."""
+    raw = rx.maps["bans_v2"].lookup(source_key(addr))
+    return None if raw is None else Ban(*_abi.BAN_V2.unpack(raw))
 
 
 def counts(rx: Receiver) -> dict[str, int]:
@@ -173,7 +181,9 @@ def test_spoofed_sources_within_their_burst_pass_and_leave_a_ban_alone(
     assert moved(before, counts(rx)) == {
         "PASSED": 30, "RATE_LIMITED": 1, "BANNED": 9}
     ban = ban_of(rx, real)
-    assert ban is not None and ban[1] == _abi.FP_RATE_LIMITED
+    assert ban is not None
+    assert (ban.reason, ban.detail, ban.packets) == (
+        _abi.FP_RATE_LIMITED, _abi.FP_CLASS_REGISTER, 9)
 
     template = register_frame(spoofed(0), SERVER_V6)
     before = counts(rx)
@@ -193,10 +203,11 @@ def test_spoofed_sources_within_their_burst_pass_and_leave_a_ban_alone(
     assert rx.maps["rate_state"].lookup(source_key(real)) is None
     # The ban is untouched and still applies.
     assert ban_of(rx, real) == ban
-    assert rx.entries("bans") == 1
+    assert rx.entries("bans_v2") == 1
     before = counts(rx)
     send(rx, register_frame(real))
     assert moved(before, counts(rx)) == {"BANNED": 1}
+    assert ban_of(rx, real) == dataclasses.replace(ban, packets=10)
 
 
 def test_spoofed_scanner_bans_evict_quiet_bans_not_a_source_still_sending(
@@ -216,7 +227,9 @@ def test_spoofed_scanner_bans_evict_quiet_bans_not_a_source_still_sending(
     assert moved(before, counts(rx)) == {"SCANNER": 2}
     assert ban_of(rx, quiet) is not None
     active_ban = ban_of(rx, active)
-    assert active_ban is not None and active_ban[1] == _abi.FP_SCANNER
+    assert active_ban is not None
+    assert (active_ban.reason, active_ban.detail, active_ban.packets) == (
+        _abi.FP_SCANNER, SIGNATURES.index(b"friendly"), 0)
 
     hits_before = rx.packets("scanner_hits", 0)
     before = counts(rx)
@@ -224,8 +237,8 @@ def test_spoofed_scanner_bans_evict_quiet_bans_not_a_source_still_sending(
     kept_sending = flood(rx, scanner_frame(spoofed(0)), SCANNER_SOURCES,
                          interleave=scanner_frame(active))
     seconds = time.monotonic() - started
-    entries = rx.entries("bans")
-    print("\n%d spoofed scanner sources in %.2f s; bans holds %d of %d"
+    entries = rx.entries("bans_v2")
+    print("\n%d spoofed scanner sources in %.2f s; bans_v2 holds %d of %d"
           % (SCANNER_SOURCES, seconds, entries, BANS_MAX))
 
     # Each spoofed scanner was dropped and banned; the banned source's
@@ -234,8 +247,10 @@ def test_spoofed_scanner_bans_evict_quiet_bans_not_a_source_still_sending(
                                          "BANNED": kept_sending}
     assert rx.packets("scanner_hits", 0) - hits_before == SCANNER_SOURCES
     assert BANS_MAX * 0.9 <= entries <= BANS_MAX
-    # The source that kept sending keeps its ban; the quiet one lost it.
-    assert ban_of(rx, active) == active_ban
+    # The source that kept sending keeps its ban, which counted each of
+    # its requests; the quiet one lost it.
+    assert ban_of(rx, active) == dataclasses.replace(
+        active_ban, packets=kept_sending)
     assert ban_of(rx, quiet) is None
     before = counts(rx)
     send(rx, register_frame(active))

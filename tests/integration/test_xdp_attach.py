@@ -963,6 +963,67 @@ def test_absent_removes_the_maps_only_when_no_interface_uses_them(
     assert xdp(veth) is None and xdp(second_veth) is None
 
 
+# A map that no program of this version uses (docs/dataplane.md, Retired
+# maps).
+
+
+def pin_retired_bans(pin_dir: Path) -> tuple[int, bytes, bytes]:
+    """A `bans` map of the retired layout pinned under pin_dir, as an
+    earlier build left it, holding one ban: (its id, the key, the
+    value)."""
+    spec = _abi.RETIRED_MAPS["bans"]
+    subprocess.run(["bpftool", "map", "create", str(pin_dir / "bans"),
+                    "type", "lru_hash", "key", str(spec.key_size),
+                    "value", str(spec.value_size),
+                    "entries", str(spec.max_entries), "name", "bans"],
+                   check=True, capture_output=True)
+    key = _abi.SOURCE.pack(4, 32, 0, BLOCKED_SRC.packed + bytes(12))
+    value = _abi.BAN.pack(2**64 - 1, _abi.FP_SCANNER, 0)
+    with _bpf.Map.open_pinned(str(pin_dir / "bans")) as m:
+        assert _abi.map_layout(m) == _abi.map_layout(spec)
+        m.update(key, value)
+        return m.id, key, value
+
+
+def retired_bans(pin_dir: Path) -> tuple[int, list[bytes], bytes | None]:
+    """(id, keys, value of the first key) of the pinned `bans` map."""
+    with _bpf.Map.open_pinned(str(pin_dir / "bans")) as m:
+        keys = m.keys()
+        return m.id, keys, m.lookup(keys[0]) if keys else None
+
+
+def test_a_retired_bans_pin_is_left_alone_then_removed_at_teardown(
+        veth: str, pin_dir: Path, objects: dict[str, Path],
+        tmp_path: Path) -> None:
+    map_id, key, value = pin_retired_bans(pin_dir)
+
+    first = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert first["changed"] is True, first.get("msg")
+    assert first["action"] == "install"
+    assert first["created_maps"] == sorted(_abi.MAPS)
+    assert first["reused_maps"] == []
+    assert "bans" not in first["maps"]
+    assert pins(pin_dir) == sorted([*our_pins(veth), "bans"])
+    prog_maps = set(_facts.program_map_ids(xdp(veth)["id"]))
+    assert prog_maps == set(pinned_map_ids(pin_dir).values())
+    assert map_id not in prog_maps
+    assert retired_bans(pin_dir) == (map_id, [key], value)
+
+    again = attach(veth, pin_dir, objects["built"], tmp_path)
+    assert again["changed"] is False, again
+    assert again["action"] == "none"
+    assert again["prog_id"] == first["prog_id"]
+    assert pins(pin_dir) == sorted([*our_pins(veth), "bans"])
+    assert retired_bans(pin_dir) == (map_id, [key], value)
+
+    gone = detach(veth, pin_dir, tmp_path, keep_maps=False)
+    assert gone["changed"] is True, gone.get("msg")
+    assert gone["detached"]["id"] == first["prog_id"]
+    assert sorted(gone["removed_maps"]) == sorted(_abi.KNOWN_MAPS)
+    assert xdp(veth) is None
+    assert not pin_dir.exists()
+
+
 def test_missing_interface_fails_and_changes_nothing(
         tmp_path: Path, pin_dir: Path, built_object: Path) -> None:
     result = run_module("vos.fastpath.xdp_attach", {

@@ -35,8 +35,8 @@ def request(method: bytes, user_agent: bytes = b"") -> bytes:
 
 
 # Maps a program before rate limits, bans and scanner fingerprints lacks.
-LATER_PINS = ("stats_ext", "limits", "rate_state", "bans", "scanner_sigs",
-              "scanner_hits")
+LATER_PINS = ("stats_ext", "limits", "rate_state", "scanner_sigs",
+              "scanner_hits", "bans_v2", "pardons", "rate_limited")
 SECOND = 10**9
 
 
@@ -183,7 +183,7 @@ def test_a_first_release_host_reports_its_counters_with_a_note(
     for key in ("stats_ext", "scanner_hits", "active_bans"):
         assert key not in result
     assert result["notes"] == [
-        "%s has no stats_ext, scanner_sigs, scanner_hits or bans map: the "
+        "%s has no stats_ext, scanner_sigs, scanner_hits or bans_v2 map: the "
         "program there predates rate limits, bans and scanner fingerprints "
         "(0.1.0), so BANNED, SCANNER, the signature hits and the active "
         "bans are not shown; deploy this version to get them." % pin_dir]

@@ -269,7 +269,7 @@ def test_table_shows_each_host_and_the_fleet(lab: Lab,
     notes = [line for line in lines if line.startswith("note: ")]
     assert notes == ["note: edge-d: " + _counters.later_maps_note(
         str(lab.pins["edge-d"]),
-        ["stats_ext", "scanner_sigs", "scanner_hits", "bans"])]
+        ["stats_ext", "scanner_sigs", "scanner_hits", "bans_v2"])]
     (not_read,) = [line for line in lines if line.startswith("not read")]
     assert re.fullmatch(
         r"not read: edge-c \(failed: No vos\.fastpath maps are pinned "

@@ -4,10 +4,10 @@ and its tables agree with the Python mirror of the ABI.
 - Every `[step N]` cited in bpf/, tests/dataplane/ and plugins/ (and in the
   document itself) names a numbered decision step of the document, and
   citations use that one form.
-- The map, structure, settings and counter tables match
-  plugins/module_utils/_abi.py, which tests/dataplane/test_abi_mirror.py
-  checks against the built object: the document cannot drift from the
-  program unnoticed.
+- The map (in use and retired), structure, settings, request class and
+  counter tables match plugins/module_utils/_abi.py, which
+  tests/dataplane/test_abi_mirror.py checks against the built object: the
+  document cannot drift from the program unnoticed.
 - No tracked file points to the retired outside specification.
 """
 
@@ -156,11 +156,16 @@ def c_size(c_type: str) -> int:
     return C_SIZES[c_type]
 
 
-def test_map_table_matches_abi() -> None:
-    rows = table("## Maps")
-    assert [r["map"] for r in rows] == list(_abi.MAPS)
+@pytest.mark.parametrize("heading, maps", [
+    ("## Maps", _abi.MAPS),
+    ("### Retired maps", _abi.RETIRED_MAPS),
+])
+def test_map_table_matches_abi(heading: str,
+                               maps: dict[str, _abi.MapSpec]) -> None:
+    rows = table(heading)
+    assert [r["map"] for r in rows] == list(maps)
     for row in rows:
-        spec = _abi.MAPS[row["map"]]
+        spec = maps[row["map"]]
         flags = 0
         if row["flags"] != "none":
             for name in row["flags"].split(","):
@@ -171,6 +176,11 @@ def test_map_table_matches_abi() -> None:
                            spec.max_entries, spec.flags), row
         assert c_size(row["key"]) == spec.key_size, row
         assert c_size(row["value"]) == spec.value_size, row
+
+
+def test_retired_maps_are_not_in_use() -> None:
+    assert set(_abi.RETIRED_MAPS).isdisjoint(_abi.MAPS)
+    assert _abi.KNOWN_MAPS == {**_abi.MAPS, **_abi.RETIRED_MAPS}
 
 
 def test_structure_table_matches_abi() -> None:
@@ -191,6 +201,13 @@ def test_settings_table_matches_abi() -> None:
         assert getattr(_abi, row["flag"]) == value, row
         by_flag[row["_abi.SETTINGS_FLAGS"]] = value
     assert by_flag == _abi.SETTINGS_FLAGS
+
+
+def test_request_class_table_matches_abi() -> None:
+    rows = table("## Rate limits and bans")
+    assert [(int(r["index"]), r["class"]) for r in rows] == \
+        list(enumerate(_abi.CLASSES))
+    assert _abi.MAPS["rate_limited"].max_entries == _abi.CLASS_SLOTS
 
 
 @pytest.mark.parametrize("heading, names", [

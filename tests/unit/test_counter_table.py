@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROW_NAMES = ["stats", *_abi.REASONS, "stats_ext", *_abi.REASONS_EXT,
              "proto_stats", *_abi.PROTOS, "total"]
 OLD_NOTE = ("/sys/fs/bpf/vos_fastpath has no stats_ext, scanner_sigs, "
-            "scanner_hits or bans map: the program there predates rate "
+            "scanner_hits or bans_v2 map: the program there predates rate "
             "limits, bans and scanner fingerprints (0.1.0), so BANNED, "
             "SCANNER, the signature hits and the active bans are not shown; "
             "deploy this version to get them.")

@@ -160,7 +160,8 @@ def test_an_empty_signature_list_has_no_hits(tmp_path: Path) -> None:
 
 
 def ban(expires_ns: int, reason: int = _abi.FP_RATE_LIMITED) -> bytes:
-    return _abi.BAN.pack(expires_ns, reason, 0)
+    """A bans_v2 value: made at 1,000 ns, with 3 packets dropped since."""
+    return _abi.BAN_V2.pack(expires_ns, 1_000, 3, reason, 0)
 
 
 def source(last: int) -> bytes:
@@ -172,16 +173,26 @@ def test_only_bans_that_end_after_now_are_active(tmp_path: Path) -> None:
                     source(2): ban(4_999, _abi.FP_SCANNER),
                     source(3): ban(5_001, _abi.FP_SCANNER),
                     source(4): ban(10**18)})
-    with pins(tmp_path, {"bans": bans}):
+    with pins(tmp_path, {"bans_v2": bans}):
         assert _counters.count_active_bans(str(tmp_path), now_ns=5_000) == 2
     assert _counters.count_active_bans(str(tmp_path / "x")) is None
+
+
+def test_a_retired_bans_pin_is_not_read_as_bans(tmp_path: Path) -> None:
+    """Only bans_v2 holds the bans: a `bans` pin left by an earlier build
+    is not counted, and without bans_v2 there is no count at all."""
+    (tmp_path / "bans").write_text("")
+    assert _counters.count_active_bans(str(tmp_path)) is None
+    # open_map serves bans_v2 only: reading `bans` would fail.
+    with pins(tmp_path, {"bans_v2": FakeMap({source(1): ban(10**18)})}):
+        assert _counters.count_active_bans(str(tmp_path), now_ns=0) == 1
 
 
 def test_a_first_release_host_has_no_later_maps(tmp_path: Path) -> None:
     for name in _abi.MAPS_0_1:
         (tmp_path / name).write_text("")
     assert _counters.missing_maps(str(tmp_path)) == [
-        "stats_ext", "scanner_sigs", "scanner_hits", "bans"]
+        "stats_ext", "scanner_sigs", "scanner_hits", "bans_v2"]
     assert _counters.read_scanner_hits(str(tmp_path)) is None
     assert _counters.count_active_bans(str(tmp_path)) is None
     opened = []
@@ -202,5 +213,5 @@ def test_the_note_names_the_missing_maps() -> None:
     assert _counters.later_maps_note("/p", ["stats_ext"]).startswith(
         "/p has no stats_ext map: the program there predates rate limits")
     assert _counters.later_maps_note(
-        "/p", ["stats_ext", "scanner_sigs", "bans"]).startswith(
-        "/p has no stats_ext, scanner_sigs or bans map: ")
+        "/p", ["stats_ext", "scanner_sigs", "bans_v2"]).startswith(
+        "/p has no stats_ext, scanner_sigs or bans_v2 map: ")

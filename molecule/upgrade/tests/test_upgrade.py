@@ -4,7 +4,7 @@ floods the edges, then a changed build deployed the same way.
 Converge ran release 0.1.0's own deploy.yml and blocklist sync: its
 program, attached through netlink, with the nine maps of that release
 pinned and filled. This checkout's deploy.yml then loads the new program
-on those maps, pins the six maps that came later next to them, writes the
+on those maps, pins the eight maps that came later next to them, writes the
 default rate limits and scanner signatures, and replaces the program
 through netlink in one step, with the scanner's INVITE flood under way the
 whole time. A deploy with fastpath_move_to_link then moves it to a BPF
@@ -28,9 +28,10 @@ SCANNER = fleet.only("scanners")
 MONITOR = fleet.only("monitors")
 ABI = fleet.abi()
 # The maps of release 0.1.0, and those that came with rate limits, bans
-# and scanner fingerprints.
+# and scanner fingerprints (docs/dataplane.md, Maps).
 OLD_MAPS = list(ABI.MAPS_0_1)
-NEW_MAPS = [name for name in ABI.MAPS if name not in ABI.MAPS_0_1]
+NEW_MAPS = ["stats_ext", "limits", "rate_state", "scanner_sigs",
+            "scanner_hits", "bans_v2", "pardons", "rate_limited"]
 # The changed build: the same source compiled without loop unrolling.
 CHANGED_BUILD = ["-fno-unroll-loops"]
 FLOOD_RATE = 400          # INVITEs a second to each edge
@@ -196,6 +197,7 @@ def test_the_new_maps_are_pinned_and_used_by_the_program(
         upgrade: dict) -> None:
     for edge in EDGES:
         _before, after = each(upgrade, edge)
+        assert set(ABI.MAPS) == set(OLD_MAPS) | set(NEW_MAPS)
         assert after["pinned"] == set(ABI.MAPS) | {"prog_eth0"}
         for name in NEW_MAPS:
             spec, info = ABI.MAPS[name], after["layouts"][name]
