@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
 	xdp-tools ipset nftables
 	tcpreplay hping3
 	podman runc debootstrap
+	prometheus
 )
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -34,6 +35,11 @@ if ((${#missing[@]})); then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		"${missing[@]}" >/dev/null
+	# Only its promtool is wanted (the alert rules' tests), not a
+	# Prometheus server running on this machine.
+	if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
+		systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi
 fi
 
 # The venv is rebuilt only when requirements.txt changes.

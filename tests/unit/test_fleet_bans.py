@@ -9,7 +9,11 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from plugins.filter.fleet_bans import (
-    FilterModule, autoban_entries, ban_line, fleet_bans)
+    FilterModule,
+    autoban_entries,
+    ban_line,
+    fleet_bans,
+)
 from plugins.module_utils import _ledger
 
 SEC = 10**9
