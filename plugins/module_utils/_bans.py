@@ -22,7 +22,6 @@ import time
 from datetime import datetime, timezone
 
 from . import _abi, _limits, _lists, _pins
-from ._errors import FastpathError
 
 _PREFIX = struct.Struct("=I")
 NEVER = 2 ** 64 - 1
@@ -210,12 +209,3 @@ def pardon(pin_dir: str, keys: list[bytes], until_mono: int) -> None:
     value = _abi.PARDON.pack(until_mono, 0)
     with _pins.open_map(pin_dir, "pardons") as m:
         m.update_batch(b"".join(keys), value * len(keys))
-
-
-def require(pin_dir: str) -> None:
-    """Fail in one sentence on a host whose program has no bans."""
-    for name in ("bans_v2", "pardons"):
-        if not os.path.lexists(os.path.join(pin_dir, name)):
-            raise FastpathError(
-                "%s has no %s map: the program there predates bans or is "
-                "not deployed; run deploy.yml first." % (pin_dir, name))

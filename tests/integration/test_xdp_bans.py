@@ -11,9 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from plugins.module_utils import _abi, _bpf, _lists
 from tests.integration.ansible_run import run_module
-from tests.integration.test_limits import request, send, stats
+from tests.integration.test_limits import (  # noqa: F401 (fixtures)
+    host_0_1,
+    release_0_1_object,
+    request,
+    send,
+    stats,
+)
 from tests.integration.test_xdp_attach import attach
 
 SCANNER = ipaddress.ip_address("192.0.2.80")
@@ -197,3 +205,13 @@ def test_renew_moves_expiries_later_and_jitter_spreads_them(
     bad = entry(pin_dir, tmp_path, entries=many[:1], source="autoban",
                 ttl_jitter=0.5)
     assert bad.get("failed") and "ttl_jitter needs a ttl" in bad["msg"]
+
+
+@pytest.mark.usefixtures("host_0_1")
+def test_a_host_of_0_1_0_lists_no_ban_and_lifts_none_with_a_warning(
+        pin_dir: Path, tmp_path: Path) -> None:
+    # unblock.yml goes on to the lists of such a host: this must not fail.
+    lifted = bans(pin_dir, tmp_path, lift=["192.0.2.66"])
+    assert not lifted.get("failed"), lifted.get("msg")
+    assert lifted["changed"] is False and lifted["bans"] == []
+    assert "predates them" in " ".join(lifted.get("warnings", []))
