@@ -15,7 +15,7 @@ import pytest
 
 from plugins.module_utils import _abi, _bpf, _lists
 from tests.integration.ansible_run import run_module
-from tests.integration.test_limits import (  # noqa: F401 (fixtures)
+from tests.integration.test_limits import (  # noqa: F401 # pylint: disable=unused-import
     host_0_1,
     release_0_1_object,
     request,
