@@ -30,9 +30,7 @@ __metaclass__ = type
 import argparse
 import json
 import os
-import shutil
 import stat
-import subprocess
 import sys
 import time
 from typing import IO
@@ -40,14 +38,14 @@ from typing import IO
 from . import (_abi, _attach_run, _defaults, _facts, _host, _lists, _lock,
                _pins, _snapshot)
 from ._errors import FastpathError
-from ._runner import Runner
+from ._runner import LocalTools, Runner
 
 DEFAULT_CONFIG = os.path.join(_defaults.STATE_DIR, "boot.json")
 BPFFS = "/sys/fs/bpf"
 INTERFACE_WAIT_S = 30
 
 
-class Task:
+class Task(LocalTools):
     """What _attach_run needs of an AnsibleModule, without Ansible."""
 
     check_mode = False
@@ -59,21 +57,6 @@ class Task:
 
     def warn(self, msg: str) -> None:
         say(self.out, "warning: %s" % msg)
-
-    def get_bin_path(self, name: str, required: bool = False,
-                     opt_dirs: list[str] | None = None) -> str | None:
-        return shutil.which(name, path=os.pathsep.join(
-            list(opt_dirs or []) + os.environ.get("PATH", "").split(
-                os.pathsep)))
-
-    def run_command(self, argv: list[str],
-                    environ_update: dict[str, str] | None = None,
-                    cwd: str | None = None) -> tuple[int, str, str]:
-        env = dict(os.environ, **(environ_update or {}))
-        proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
 
 
 def read_config(path: str) -> dict:

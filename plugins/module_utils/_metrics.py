@@ -29,16 +29,14 @@ import argparse
 import json
 import os
 import re
-import shutil
 import stat
-import subprocess
 import sys
 import time
 from typing import IO, Callable
 
 from . import _counters, _defaults, _facts, _files, _list_sizes, _pins
 from ._errors import FastpathError
-from ._runner import Runner
+from ._runner import LocalTools, Runner
 
 DEFAULT_CONFIG = os.path.join(_defaults.STATE_DIR, "metrics.json")
 # The directory Debian's prometheus-node-exporter package reads.
@@ -49,25 +47,6 @@ INTERVAL = "15s"
 _INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smh]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 TEXTFILE_MODE = 0o644       # node_exporter runs as its own user
-
-
-class Tools:
-    """What Runner needs of an AnsibleModule, without Ansible."""
-
-    def get_bin_path(self, name: str, required: bool = False,
-                     opt_dirs: list[str] | None = None) -> str | None:
-        return shutil.which(name, path=os.pathsep.join(
-            list(opt_dirs or []) + os.environ.get("PATH", "").split(
-                os.pathsep)))
-
-    def run_command(self, argv: list[str],
-                    environ_update: dict[str, str] | None = None,
-                    cwd: str | None = None) -> tuple[int, str, str]:
-        env = dict(os.environ, **(environ_update or {}))
-        proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
 
 
 def interval_seconds(text: object) -> int:
@@ -138,7 +117,7 @@ def attached(pin_dir: str, interfaces: list[str]) -> dict[str, bool]:
         return dict((name, False) for name in interfaces)
     with _pins.open_map(pin_dir, "stats") as stats:
         stats_id = stats.id
-    runner = Runner(Tools())
+    runner = Runner(LocalTools())
     found = set(where["interface"] for where in _facts.interfaces_using_map(
         runner, runner.path("ip"), stats_id))
     return dict((name, name in found) for name in interfaces)

@@ -16,6 +16,9 @@ from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
+import os
+import shutil
+import subprocess
 from typing import Callable, Union
 
 from ._errors import FastpathError
@@ -35,6 +38,27 @@ PACKAGES = {
     "sysctl": "procps (Debian, Ubuntu, RHEL)",
     "mount": "mount (Debian, Ubuntu) or util-linux (RHEL)",
 }
+
+
+class LocalTools:
+    """What Runner needs of an AnsibleModule, without Ansible: for the
+    boot and metrics commands, which run on the host by themselves."""
+
+    def get_bin_path(self, name: str, required: bool = False,
+                     opt_dirs: list[str] | None = None) -> str | None:
+        return shutil.which(name, path=os.pathsep.join(
+            list(opt_dirs or []) + os.environ.get("PATH", "").split(
+                os.pathsep)))
+
+    def run_command(self, argv: list[str],
+                    environ_update: dict[str, str] | None = None,
+                    cwd: str | None = None) -> tuple[int, str, str]:
+        env = dict(os.environ, **(environ_update or {}))
+        proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
 
 # A failure's sentence, or a function of (rc, stdout, stderr) that makes it.
 Message = Union[str, Callable[[int, str, str], str]]
