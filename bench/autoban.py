@@ -66,19 +66,25 @@ def send(dst: str, payload: bytes) -> None:
         s.sendto(payload, (dst, 5060))
 
 
+def raw(hex_bytes: list[str]) -> bytes:
+    """bpftool's JSON bytes ("0x04", ...) as bytes."""
+    return bytes(int(b, 16) for b in hex_bytes)
+
+
 def blocked(name: str) -> int:
     """BLOCKED packets of an edge, over every CPU (bpftool in it)."""
     out = podman("exec", name, "bpftool", "-j", "map", "lookup", "pinned",
                  PIN_DIR + "/stats", "key", *(
                      str(b) for b in _abi.U32.pack(
                          _abi.REASONS.index("BLOCKED"))))
-    return sum(cpu["value"]["packets"] for cpu in json.loads(out)["values"])
+    return sum(_abi.COUNTER.unpack(raw(cpu["value"]))[0]
+               for cpu in json.loads(out)["values"])
 
 
 def banned_sources(name: str) -> set[str]:
     out = podman("exec", name, "bpftool", "-j", "map", "dump", "pinned",
                  PIN_DIR + "/bans_v2")
-    return {".".join(str(b) for b in entry["key"]["addr"][:4])
+    return {socket.inet_ntoa(raw(entry["key"])[4:8])
             for entry in json.loads(out)}
 
 
