@@ -32,6 +32,17 @@ struct fp_lpm_v6_key {
 	__u8 addr[16];		/* network byte order */
 };
 
+/* Keys of the exact-address hashes (block_v4_hosts, block_v6_hosts): a
+ * blocklist's /32 and /128 entries, whose lookup cost does not grow with
+ * the list's size. */
+struct fp_addr_v4 {
+	__u8 addr[4];		/* network byte order */
+};
+
+struct fp_addr_v6 {
+	__u8 addr[16];		/* network byte order */
+};
+
 struct fp_entry {
 	__u64 expires_ns;	/* CLOCK_BOOTTIME; 0 = never expires */
 	__u32 source;		/* owner tag of the control plane */
@@ -172,6 +183,8 @@ enum fp_map_size {
 	FP_MAX_SCANNER_SIGS = 32,
 	FP_MAX_SCANNER_HITS = FP_MAX_SCANNER_SIGS,
 	FP_MAX_RATE_LIMITED = FP_CLASS_SLOTS,
+	FP_MAX_BLOCK_V4_HOSTS = 2097152,
+	FP_MAX_BLOCK_V6_HOSTS = 1048576,
 };
 
 #endif /* FP_ABI_H */

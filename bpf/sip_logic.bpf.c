@@ -57,6 +57,23 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } block_v6 SEC(".maps");
 
+/* The blocklist's exact addresses, looked up before its tries [step 7]. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fp_addr_v4);
+	__type(value, struct fp_entry);
+	__uint(max_entries, FP_MAX_BLOCK_V4_HOSTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} block_v4_hosts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fp_addr_v6);
+	__type(value, struct fp_entry);
+	__uint(max_entries, FP_MAX_BLOCK_V6_HOSTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} block_v6_hosts SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -253,8 +270,33 @@ __noinline int fp_listed_past_expired(struct xdp_md *ctx, __u32 list,
 	return 0;
 }
 
+/* Is the source a live exact-address entry of the blocklist? One hash
+ * lookup, whatever the list's size. */
+static __always_inline int fp_blocked_host(int is_v6, void *saddr,
+					   void *data_end)
+{
+	struct fp_addr_v4 h4;
+	struct fp_addr_v6 h6;
+	struct fp_entry *entry;
+
+	if (is_v6) {
+		if (saddr + sizeof(h6.addr) > data_end)
+			return 0;
+		__builtin_memcpy(h6.addr, saddr, sizeof(h6.addr));
+		entry = bpf_map_lookup_elem(&block_v6_hosts, &h6);
+	} else {
+		if (saddr + sizeof(h4.addr) > data_end)
+			return 0;
+		__builtin_memcpy(h4.addr, saddr, sizeof(h4.addr));
+		entry = bpf_map_lookup_elem(&block_v4_hosts, &h4);
+	}
+	return entry && fp_live(entry);
+}
+
 /* Does a live entry of the allow or block list cover the source address?
- * The common case is one trie lookup. */
+ * A blocklisted exact address is one hash lookup; anything else is one
+ * trie lookup more (an expired exact address is looked for in the trie,
+ * as the trie's own longest match would be looked past). */
 static __always_inline int fp_listed(struct xdp_md *ctx, int block,
 				     int is_v6, void *saddr, __u32 saddr_off,
 				     void *data_end)
@@ -264,6 +306,8 @@ static __always_inline int fp_listed(struct xdp_md *ctx, int block,
 	struct fp_entry *entry;
 	__u32 list;
 
+	if (block && fp_blocked_host(is_v6, saddr, data_end))
+		return 1;
 	/* Set field by field: an initializer would put a copy in .rodata. */
 	if (is_v6) {
 		if (saddr + sizeof(k6.addr) > data_end)

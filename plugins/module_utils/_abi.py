@@ -22,6 +22,7 @@ PROGRAM_NAME = "sip_xdp_prog"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/vos_fastpath"
 
 # Map types of include/uapi/linux/bpf.h used by the program.
+BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_HASH = 9
@@ -143,6 +144,8 @@ class MapSpec:
 # prefixlen is host order, the address bytes are network order).
 LPM_V4_KEY = struct.Struct("=I4s")     # struct fp_lpm_v4_key
 LPM_V6_KEY = struct.Struct("=I16s")    # struct fp_lpm_v6_key
+ADDR_V4 = struct.Struct("=4s")         # struct fp_addr_v4
+ADDR_V6 = struct.Struct("=16s")        # struct fp_addr_v6
 ENTRY = struct.Struct("=QII")          # struct fp_entry
 SETTINGS = struct.Struct("=II")        # struct fp_settings
 COUNTER = struct.Struct("=QQ")         # struct fp_counter
@@ -164,6 +167,8 @@ STRUCTS = {
     # name: [(member, offset, size), ...], total size
     "fp_lpm_v4_key": ([("prefixlen", 0, 4), ("addr", 4, 4)], 8),
     "fp_lpm_v6_key": ([("prefixlen", 0, 4), ("addr", 4, 16)], 20),
+    "fp_addr_v4": ([("addr", 0, 4)], 4),
+    "fp_addr_v6": ([("addr", 0, 16)], 16),
     "fp_entry": ([("expires_ns", 0, 8), ("source", 8, 4),
                   ("reserved", 12, 4)], 16),
     "fp_settings": ([("flags", 0, 4), ("reserved", 4, 4)], 8),
@@ -219,6 +224,10 @@ MAPS = {
                 16384),
         MapSpec("rate_limited", BPF_MAP_TYPE_PERCPU_ARRAY, 4, 16,
                 CLASS_SLOTS),
+        MapSpec("block_v4_hosts", BPF_MAP_TYPE_HASH, 4, 16, 2097152,
+                BPF_F_NO_PREALLOC),
+        MapSpec("block_v6_hosts", BPF_MAP_TYPE_HASH, 16, 16, 1048576,
+                BPF_F_NO_PREALLOC),
     )
 }
 

@@ -27,6 +27,8 @@ from ._input import quote
 
 LISTS = {"blocklist": ("block_v4", "block_v6"),
          "allowlist": ("allow_v4", "allow_v6")}
+# The hash of a trie's exact addresses (/32, /128), looked up first.
+HOSTS = {"block_v4": "block_v4_hosts", "block_v6": "block_v6_hosts"}
 
 _PREFIX = struct.Struct("=I")
 _FULL_V4 = _PREFIX.pack(32)

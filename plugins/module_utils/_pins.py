@@ -39,9 +39,13 @@ __metaclass__ = type
 
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from . import _abi, _bpf, _facts
 from ._errors import FastpathError
+
+if TYPE_CHECKING:
+    from . import _split_list
 
 PIN_DIR = "pin directory"
 STATE_DIR = "state directory"
@@ -235,19 +239,30 @@ def open_map(pin_dir: str, name: str) -> _bpf.Map:
     return m
 
 
-def open_list_maps(pin_dir: str, list_name: str) -> list[_bpf.Map]:
-    """The v4 and v6 tries of a list ("blocklist", "allowlist"), from a
-    checked pin directory, each checked against the contract."""
+def open_list_maps(pin_dir: str, list_name: str
+                   ) -> list[_split_list.SplitList]:
+    """The v4 and v6 families of a list ("blocklist", "allowlist"), from a
+    checked pin directory, each map checked against the contract. A
+    blocklist's hash of exact addresses is left out where it is not pinned:
+    the program there is older than the hash and reads its tries only."""
     # Here, not at the top: xdp_attach (through _host) needs only the
     # directory checks, and the list code stays out of its imports.
-    from . import _lists
+    from . import _lists, _split_list
     check_pin_dir(pin_dir)
     maps: list[_bpf.Map] = []
+    families = []
     try:
         for name in _lists.LISTS[list_name]:
-            maps.append(open_map(pin_dir, name))
+            trie = open_map(pin_dir, name)
+            maps.append(trie)
+            hosts = _lists.HOSTS.get(name)
+            if hosts and os.path.lexists(os.path.join(pin_dir, hosts)):
+                maps.append(open_map(pin_dir, hosts))
+                families.append(_split_list.SplitList(trie, maps[-1]))
+            else:
+                families.append(_split_list.SplitList(trie, None))
     except BaseException:
         for m in maps:
             m.close()
         raise
-    return maps
+    return families

@@ -15,8 +15,15 @@ short_description: Manage the block and allow lists of the XDP program
 version_added: 0.1.0
 description:
   - Adds, removes or reconciles addresses and CIDRs in the program's
-    pinned LPM tries; IPv4 and IPv6 entries go to the right map of the
-    pair (C(block_v4)/C(block_v6) or C(allow_v4)/C(allow_v6)).
+    pinned maps; IPv4 and IPv6 entries go to the right map of the pair
+    (C(block_v4)/C(block_v6) or C(allow_v4)/C(allow_v6)). The blocklist's
+    single addresses (/32, /128) go to the hashes C(block_v4_hosts) and
+    C(block_v6_hosts), whose lookup costs the same at any size; its
+    prefixes stay in the tries.
+  - Single addresses that a host running 0.1.0 holds in its blocklist
+    tries are moved to the hashes on the first run after the upgrade,
+    each written to its hash before it leaves the trie. On a host whose
+    program is older than the hashes, everything goes to the tries.
   - Entries have owners (O(source)). Several owners may list the same
     entry, which stays while any of them lists it, and each owner's O(ttl)
     counts for that owner only (the entry expires with the last claim).
@@ -249,6 +256,12 @@ removed:
   returned: success
   type: int
   sample: 10000
+moved:
+  description: Single addresses moved from a blocklist trie to its hash
+    (held in a trie by a release before the hashes).
+  returned: success
+  type: int
+  sample: 0
 expired_removed:
   description: The owner's claims dropped because they had expired.
   returned: success
@@ -531,6 +544,20 @@ def apply(tries, plans):
     return None, []
 
 
+def move_exact(tries, plans):
+    """Move the exact addresses that an earlier release wrote into a trie
+    to their hash; None, or which map failed and why. A failed move loses
+    nothing: each address is in one map or both, and the next run moves
+    what is left."""
+    for trie, plan in zip(tries, plans):
+        try:
+            trie.move_misplaced(plan.write_keys + plan.delete)
+        except OSError as e:
+            return "moving exact addresses out of %s (%s)" % (
+                trie.name, e.strerror or e)
+    return None
+
+
 def change(module, tries, result):
     p = module.params
     path = saved_path(p)
@@ -565,22 +592,18 @@ def change(module, tries, result):
     remove = desired if p["state"] == "absent" else (set(), set())
     plans = [_trie_change.plan_target(current[i], ledger.target(i),
                                       managed, remove[i]) for i in (0, 1)]
-    for trie, plan, have in zip(tries, plans, current):
-        size = plan.size_after(len(have))
-        if size > trie.max_entries:
-            raise FastpathError(
-                "%s would hold %d entries, more than its %d: shorten the "
-                "list or aggregate it into wider prefixes. Nothing was "
-                "changed." % (trie.name, size, trie.max_entries))
-        plan.make_room(len(have), trie.max_entries)
+    for trie, plan in zip(tries, plans):
+        trie.fit(plan)
 
     added = [k for plan in plans for k in plan.write_keys]
     removed = [k for plan in plans for k in plan.delete]
+    moved = sum(len(trie.to_move(plan.write_keys + plan.delete))
+                for trie, plan in zip(tries, plans))
     dirty = bool(fresh or counts or expired or ledger.names != old_names
                  or interrupted or renewed)
     result.update(
-        changed=bool(added or removed or dirty),
-        added=len(added), removed=len(removed),
+        changed=bool(added or removed or dirty or moved),
+        added=len(added), removed=len(removed), moved=moved,
         expired_removed=expired.get(tag, 0),
         unchanged=unchanged - renewed, renewed=renewed,
         total=sum(plan.size_after(len(have))
@@ -664,6 +687,11 @@ def commit(module, tries, plans, ledger, path, dirty):
     if failure:
         raise FastpathError("Writing %s failed; the maps and the saved list "
                             "are as they were before this run." % failure)
+    unmoved = move_exact(tries, plans)
+    if unmoved:
+        module.warn("The list is in place, but %s failed: the program still "
+                    "finds those addresses in the trie, and the next run "
+                    "moves them." % unmoved)
 
 
 def main():

@@ -50,9 +50,10 @@ JUNK = b"\x80\x00\x12\x34junk that is not SIP at all\x00\xff"
 # Tables.
 
 
-def entry(network: str, expires_ns: int = 0,
-          source: int = 0) -> model.Entry:
-    return model.Entry(ipaddress.ip_network(network), expires_ns, source)
+def entry(network: str, expires_ns: int = 0, source: int = 0,
+          in_trie: bool = False) -> model.Entry:
+    return model.Entry(ipaddress.ip_network(network), expires_ns, source,
+                       in_trie)
 
 
 def tables(allow: tuple[model.Entry, ...] = (),

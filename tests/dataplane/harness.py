@@ -188,7 +188,8 @@ class Dataplane:
                 m.delete(key)
 
     def clear_lists(self) -> None:
-        self._clear("allow_v4", "allow_v6", "block_v4", "block_v6")
+        self._clear("allow_v4", "allow_v6", "block_v4", "block_v6",
+                    "block_v4_hosts", "block_v6_hosts")
 
     def load_tables(self, tables: Tables) -> None:
         """Make the maps equal to the model's tables: configuration and
@@ -228,13 +229,22 @@ class Dataplane:
         self._ports = set(ports)
 
     def _put(self, kind: str, entry: Entry) -> None:
+        """Write an entry where the collection's list code puts it: a
+        blocklisted single address in its hash (unless in_trie), anything
+        else in its trie."""
         net = entry.network
+        value = _abi.ENTRY.pack(entry.expires_ns, entry.source, 0)
+        if kind == "block" and net.prefixlen == net.max_prefixlen \
+                and not entry.in_trie:
+            self.maps["block_v%d_hosts" % net.version].update(
+                net.network_address.packed, value)
+            return
         if net.version == 4:
             layout, m = _abi.LPM_V4_KEY, self.maps[kind + "_v4"]
         else:
             layout, m = _abi.LPM_V6_KEY, self.maps[kind + "_v6"]
         key = layout.pack(net.prefixlen, net.network_address.packed)
-        m.update(key, _abi.ENTRY.pack(entry.expires_ns, entry.source, 0))
+        m.update(key, value)
 
     def set_flags(self, flags: int) -> None:
         self.maps["settings"].update(_abi.U32.pack(0),

@@ -90,11 +90,15 @@ REASON_NAMES = _abi.REASONS + _abi.REASONS_EXT
 
 @dataclass
 class Entry:
-    """One LPM trie entry (struct fp_entry plus its key)."""
+    """One list entry (struct fp_entry plus its key). in_trie puts a
+    blocklisted single address in the trie rather than its hash, as
+    release 0.1.0 wrote it: where it is found does not change whether it
+    matches, so the model never reads it."""
 
     network: IPNetwork
     expires_ns: int = 0
     source: int = 0
+    in_trie: bool = False
 
     def live(self, now_ns: int) -> bool:
         return self.expires_ns == 0 or self.expires_ns > now_ns
@@ -375,11 +379,13 @@ def parse(frame: bytes) -> Packet | None:
 def lpm_match(entries: list[Entry], addr: IPAddress, now_ns: int) -> bool:
     """Does a live entry cover addr? An expired entry is treated as absent,
     so a shorter live prefix under an expired longer one still matches.
-    Among equal networks the last entry wins, as a later map update would.
+    Among equal networks in one map the last entry wins, as a later map
+    update would; a single address in both its hash and the trie matches
+    when either copy is live.
     """
     latest: dict[object, Entry] = {}
     for entry in entries:
-        latest[entry.network] = entry
+        latest[(entry.network, entry.in_trie)] = entry
     return any(addr in entry.network and entry.live(now_ns)
                for entry in latest.values())
 

@@ -55,6 +55,8 @@ SPEC_MAP_TYPES = {
     "bans_v2": ("fp_source", "fp_ban_v2"),
     "pardons": ("fp_source", "fp_pardon"),
     "rate_limited": ("__u32", "fp_counter"),
+    "block_v4_hosts": ("fp_addr_v4", "fp_entry"),
+    "block_v6_hosts": ("fp_addr_v6", "fp_entry"),
 }
 # The retired maps of docs/dataplane.md: no program declares them.
 RETIRED_MAP_TYPES = {
@@ -80,6 +82,8 @@ INTERNAL_MAP_SECTIONS = (".data", ".rodata", ".bss", ".kconfig", ".ksyms")
 STRUCT_FORMATS = {
     "fp_lpm_v4_key": _abi.LPM_V4_KEY,
     "fp_lpm_v6_key": _abi.LPM_V6_KEY,
+    "fp_addr_v4": _abi.ADDR_V4,
+    "fp_addr_v6": _abi.ADDR_V6,
     "fp_entry": _abi.ENTRY,
     "fp_settings": _abi.SETTINGS,
     "fp_counter": _abi.COUNTER,

@@ -388,6 +388,66 @@ def test_expired_entry_is_looked_past_to_a_shorter_live_prefix(
                "DROP", "BLOCKED", "UDP")
 
 
+def test_blocked_single_addresses_are_found_in_their_hash(
+        dataplane: Dataplane) -> None:
+    """A /32 or /128 of the blocklist lives in block_v4_hosts or
+    block_v6_hosts, and drops its source only."""
+    t = load(dataplane, tables(block=(entry("203.0.113.9/32"),
+                                      entry("2001:db8:bad::9/128"))))
+    assert dataplane.maps["block_v4_hosts"].lookup(
+        ipaddress.ip_address("203.0.113.9").packed) is not None
+    assert dataplane.maps["block_v4"].lookup_batch()[0] == b""
+    for src in ("203.0.113.9", "2001:db8:bad::9"):
+        expect(dataplane, t, build(ipaddress.ip_address(src), request()),
+               "DROP", "BLOCKED", "UDP")
+    for src in ("203.0.113.8", "2001:db8:bad::8"):
+        expect(dataplane, t, build(ipaddress.ip_address(src), request()),
+               "PASS", "PASSED", "UDP")
+
+
+def test_a_single_address_in_the_trie_still_matches(
+        dataplane: Dataplane) -> None:
+    """Release 0.1.0 wrote /32 and /128 entries into the tries: they drop
+    their sources until the list code moves them to the hashes."""
+    t = load(dataplane, tables(block=(
+        entry("203.0.113.9/32", in_trie=True),
+        entry("2001:db8:bad::9/128", in_trie=True))))
+    for src in ("203.0.113.9", "2001:db8:bad::9"):
+        expect(dataplane, t, build(ipaddress.ip_address(src), request()),
+               "DROP", "BLOCKED", "UDP")
+
+
+def test_an_expired_single_address_is_looked_past_to_the_trie(
+        dataplane: Dataplane) -> None:
+    """An expired entry of the hash is absent: a live prefix of the trie
+    around it, or a live copy in the trie while it moves, still matches;
+    nothing else does."""
+    t = load(dataplane, tables(block=(
+        entry("203.0.113.0/24"),
+        entry("203.0.113.9/32", expires_ns=1),
+        entry("198.51.100.7/32", expires_ns=1),
+        entry("198.51.100.7/32", in_trie=True),
+        entry("192.0.2.5/32", expires_ns=1),
+        entry("2001:db8:bad::/48"),
+        entry("2001:db8:bad::9/128", expires_ns=1),
+        entry("2001:db8:bae::9/128", expires_ns=1))))
+    for src in ("203.0.113.9", "198.51.100.7", "2001:db8:bad::9"):
+        expect(dataplane, t, build(ipaddress.ip_address(src), request()),
+               "DROP", "BLOCKED", "UDP")
+    for src in ("192.0.2.5", "2001:db8:bae::9"):
+        expect(dataplane, t, build(ipaddress.ip_address(src), request()),
+               "PASS", "PASSED", "UDP")
+
+
+def test_a_live_single_address_over_an_expired_copy_in_the_trie_matches(
+        dataplane: Dataplane) -> None:
+    t = load(dataplane, tables(block=(
+        entry("198.51.100.7/32", expires_ns=1, in_trie=True),
+        entry("198.51.100.7/32"))))
+    expect(dataplane, t, build(ipaddress.IPv4Address("198.51.100.7"),
+                               request()), "DROP", "BLOCKED", "UDP")
+
+
 def test_expired_allow_entry_inside_a_live_one_still_trusts(
         dataplane: Dataplane) -> None:
     t = load(dataplane, tables(

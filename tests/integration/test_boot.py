@@ -33,7 +33,7 @@ from plugins.module_utils import (
 from tests.integration.ansible_run import TARGET_PYTHON, run_module
 from tests.integration.conftest import REPO, ip
 from tests.integration.test_xdp_attach import settings_flags, sip_ports
-from tests.trie_entries import read_entries
+from tests.trie_entries import open_list, read_entries
 
 SEC = 10**9
 # Wall clock time that passes while the host is "down", beyond the real
@@ -117,7 +117,7 @@ def fields(pin_dir: Path, kind: str) -> dict[str, tuple[int, int]]:
     """Both tries of a list as {cidr: (expires_ns, source)}."""
     out = {}
     for family in ("v4", "v6"):
-        with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
+        with open_list(pin_dir, kind + "_" + family) as m:
             for key, value in read_entries(m).fields().items():
                 out[_lists.key_text(key)] = value
     return out

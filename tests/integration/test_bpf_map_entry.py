@@ -6,9 +6,9 @@ import socket
 import time
 from pathlib import Path
 
-from plugins.module_utils import _abi, _bpf, _lists
+from plugins.module_utils import _abi, _lists
 from tests.integration.ansible_run import run_module
-from tests.trie_entries import read_entries
+from tests.trie_entries import open_list, read_entries
 
 MODULE = "vos.fastpath.bpf_map_entry"
 
@@ -17,7 +17,7 @@ def contents(pin_dir: Path, kind: str = "block") -> dict[str, tuple]:
     """Both tries of a list as {cidr: (expires_ns, source)}."""
     out = {}
     for family in ("v4", "v6"):
-        with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
+        with open_list(pin_dir, kind + "_" + family) as m:
             for key, value in read_entries(m).fields().items():
                 out[_lists.key_text(key)] = value
     return out

@@ -7,9 +7,9 @@ import json
 import stat
 from pathlib import Path
 
-from plugins.module_utils import _bpf, _lists, _snapshot
+from plugins.module_utils import _lists, _snapshot
 from tests.integration.ansible_run import run_module
-from tests.trie_entries import read_entries
+from tests.trie_entries import open_list, read_entries
 
 MODULE = "vos.fastpath.bpf_map_entry"
 
@@ -18,7 +18,7 @@ def raw(pin_dir: Path, kind: str = "block") -> list[tuple[bytes, bytes]]:
     """What both tries of a list hold, as the kernel returns it."""
     out = []
     for family in ("v4", "v6"):
-        with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
+        with open_list(pin_dir, kind + "_" + family) as m:
             out.append(m.lookup_batch(chunk=65536))
     return out
 
@@ -26,7 +26,7 @@ def raw(pin_dir: Path, kind: str = "block") -> list[tuple[bytes, bytes]]:
 def contents(pin_dir: Path, kind: str = "block") -> set[str]:
     out = set()
     for family in ("v4", "v6"):
-        with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
+        with open_list(pin_dir, kind + "_" + family) as m:
             out |= {_lists.key_text(k) for k in read_entries(m).keys}
     return out
 

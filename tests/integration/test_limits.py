@@ -27,6 +27,7 @@ from plugins.module_utils import (
     _tag_cache,
 )
 from tests.dataplane import frames
+from tests.integration.ansible_run import run_module
 from tests.integration.conftest import REPO
 from tests.integration.test_boot import boot, detach_by_hand, install
 from tests.integration.test_xdp_attach import (
@@ -400,6 +401,20 @@ def test_a_host_running_0_1_0_keeps_every_entry_counter_and_setting(
                    settings={"stealth": False, "malformed": "pass"},
                    limits=LIMITS, scanner_signatures=SIGNATURES)
     assert again["changed"] is False, again
+
+    # The deploy's list step then moves the single address of the old
+    # trie into its hash; the source is dropped all along.
+    moved = run_module("vos.fastpath.bpf_map_entry", {
+        "map": "blocklist", "pin_dir": str(pin_dir), "restore": True,
+        "state_dir": str(tmp_path / "state")}, tmp_path)
+    assert (moved["changed"], moved["moved"], moved["added"]) == (
+        True, 1, 0), moved
+    assert not blocked(pin_dir, BLOCKED_SRC)
+    with _bpf.Map.open_pinned(str(pin_dir / "block_v4_hosts")) as m:
+        assert m.keys() == [BLOCKED_SRC.packed]
+    assert trie_entries(pin_dir, "block_v6") == tries["block_v6"]
+    send(veth + "p", BLOCKED_SRC, request(b"INVITE"), 2)
+    assert stats(pin_dir, "BLOCKED") == 10
 
 
 def test_a_new_map_pinned_with_another_layout_next_to_0_1_0_is_refused(

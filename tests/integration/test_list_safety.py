@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from plugins.module_utils import _abi, _bpf, _lists, _snapshot
+from tests.trie_entries import open_list
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = "ansible_collections.vos.fastpath.plugins.modules.bpf_map_entry"
@@ -105,7 +106,7 @@ def kernel(pin_dir: Path, kind: str = "block") -> Kernel:
     """Both tries of a list as {key: raw fp_entry}, v4 first."""
     out = []
     for family in ("v4", "v6"):
-        with _bpf.Map.open_pinned(str(pin_dir / (kind + "_" + family))) as m:
+        with open_list(pin_dir, kind + "_" + family) as m:
             keys, values = m.lookup_batch(chunk=65536)
             ks, vs = m.key_size, m.full_value_size
         out.append(dict(zip(
@@ -224,9 +225,9 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> BigLists:
 def feed_in_kernel(pin_dir: Path) -> set[int]:
     """The blocklist's keys, checked to be all the feed's and permanent
     (a million entries read without one dict entry each)."""
-    with _bpf.Map.open_pinned(str(pin_dir / "block_v6")) as m:
+    with open_list(pin_dir, "block_v6") as m:
         assert m.lookup_batch()[0] == b""
-    with _bpf.Map.open_pinned(str(pin_dir / "block_v4")) as m:
+    with open_list(pin_dir, "block_v4") as m:
         keys, values = m.lookup_batch(chunk=65536)
     assert values == permanent("feed") * (len(keys) // 8)
     return v4_ids(keys)
@@ -383,7 +384,7 @@ def test_kill_9_at_any_point_of_a_million_entry_sync_loses_nothing_listed(
     succeeded(run(maps, tmp_path, src=[str(big.a_path)], state="exact",
                   source="feed"))
     current = big.a
-    with _bpf.Map.open_pinned(str(maps / "block_v4")) as trie:
+    with open_list(maps, "block_v4") as trie:
         for point, ready, same_task in KILL_POINTS:
             point = "killed " + point
             target, path, coming, going = big.other(current)

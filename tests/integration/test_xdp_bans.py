@@ -23,6 +23,7 @@ from tests.integration.test_limits import (  # noqa: F401 # pylint: disable=unus
     stats,
 )
 from tests.integration.test_xdp_attach import attach
+from tests.trie_entries import open_list
 
 SCANNER = ipaddress.ip_address("192.0.2.80")
 FLOODER = ipaddress.ip_address("192.0.2.81")
@@ -60,8 +61,8 @@ def ban_keys(pin_dir: Path) -> dict[str, tuple]:
 
 
 def blocklist(pin_dir: Path) -> dict[str, int]:
-    """{cidr: expires_ns} of block_v4."""
-    with _bpf.Map.open_pinned(str(pin_dir / "block_v4")) as m:
+    """{cidr: expires_ns} of the blocklist's IPv4 family."""
+    with open_list(pin_dir, "block_v4") as m:
         return {_lists.key_text(k): _abi.ENTRY.unpack(m.lookup(k))[0]
                 for k in m.keys()}
 

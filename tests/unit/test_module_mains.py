@@ -23,6 +23,9 @@ from ansible_collections.vos.fastpath.plugins.module_utils import (
     _lock,
     _snapshot,
 )
+from ansible_collections.vos.fastpath.plugins.module_utils._split_list import (
+    SplitList,
+)
 from ansible_collections.vos.fastpath.plugins.modules import (
     bpf_map_entry,
     xdp_stats,
@@ -151,8 +154,11 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
     binds LOCK_DIR when it is defined, so that constant cannot be
     patched); the clock stands still at NOW unless a test moves it."""
     found = Host(tmp_path)
+    # The tries alone, as on a host whose program predates the hashes of
+    # exact addresses (tests/integration/test_split_list.py has both).
     monkeypatch.setattr(bpf_map_entry._pins, "open_list_maps",
-                        lambda pin_dir, name: found.tries)
+                        lambda pin_dir, name: [SplitList(t, None)
+                                               for t in found.tries])
     monkeypatch.setattr(bpf_map_entry._lock, "hold", functools.partial(
         _lock.hold, lock_dir=str(tmp_path / "locks")))
     monkeypatch.setattr(_lists, "boot_ns", lambda: NOW)

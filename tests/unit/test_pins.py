@@ -387,7 +387,29 @@ def test_open_list_maps_opens_both_tries_of_a_list(tmp_path: Path) -> None:
     with patch, mock.patch.object(_facts, "bpffs_mount",
                                   return_value="/sys/fs/bpf"):
         got = _pins.open_list_maps(str(pins), "allowlist")
-    assert got == [maps["allow_v4"], maps["allow_v6"]]
+    assert [(f.trie, f.hosts) for f in got] == [
+        (maps["allow_v4"], None), (maps["allow_v6"], None)]
+
+
+def test_open_list_maps_opens_the_blocklist_hashes_where_pinned(
+        tmp_path: Path) -> None:
+    """Pinned next to the tries, the hashes of exact addresses are opened
+    with them; a pin directory of a program older than the hashes has
+    none, and its lists are its tries alone."""
+    maps = dict((name, FakeMap(name)) for name in (
+        "block_v4", "block_v6", "block_v4_hosts", "block_v6_hosts"))
+    pins, patch = list_pins(tmp_path, maps)
+    with patch, mock.patch.object(_facts, "bpffs_mount",
+                                  return_value="/sys/fs/bpf"):
+        got = _pins.open_list_maps(str(pins), "blocklist")
+        assert [(f.trie, f.hosts) for f in got] == [
+            (maps["block_v4"], maps["block_v4_hosts"]),
+            (maps["block_v6"], maps["block_v6_hosts"])]
+        for name in ("block_v4_hosts", "block_v6_hosts"):
+            (pins / name).unlink()
+        got = _pins.open_list_maps(str(pins), "blocklist")
+        assert [(f.trie, f.hosts) for f in got] == [
+            (maps["block_v4"], None), (maps["block_v6"], None)]
 
 
 def test_open_list_maps_closes_the_first_when_the_second_is_wrong(

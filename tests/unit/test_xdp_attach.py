@@ -1389,8 +1389,8 @@ def test_an_undo_of_the_signatures_that_fails_says_how_by_hand(
 
 def test_pins_of_release_0_1_are_reused_and_the_new_maps_pinned(
         tmp_path: Path) -> None:
-    """An upgrade from 0.1.0: its nine maps pinned, none of the eight new
-    ones. The load reuses the nine, the eight it creates are pinned next
+    """An upgrade from 0.1.0: its nine maps pinned, none of the ten new
+    ones. The load reuses the nine, the ten it creates are pinned next
     to them, and the limits are written into the new map before the
     swap."""
     cur = release_0_1(current(ours("native")))
@@ -1402,7 +1402,7 @@ def test_pins_of_release_0_1_are_reused_and_the_new_maps_pinned(
     assert result["action"] == "replace"
     assert result["reused_maps"] == sorted(_abi.MAPS_0_1)
     assert result["created_maps"] == NEW_MAPS
-    assert len(NEW_MAPS) == 8
+    assert len(NEW_MAPS) == 10
     load = dict(host.calls)["load"]
     assert sorted(load[3]) == sorted(_abi.MAPS_0_1)
     tmp = PIN_DIR + "/tmp_%d" % os.getpid()
