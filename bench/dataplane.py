@@ -198,7 +198,7 @@ def run_sizes(programs: Sequence[Program], frames: Sequence[df.Case],
               args: argparse.Namespace, sizes: Sequence[int],
               xdpf_capacity: int) -> Results:
     """Grow the lists size by size; check, then time, at each size."""
-    lists = dp.Lists(dp.block_map(programs),
+    lists = dp.Lists(*dp.block_maps(programs),
                      df.packed(df.blocklist(max(sizes))))
     results = Results()
     for entries in sizes:

@@ -117,21 +117,21 @@ def counters(m: _bpf.Map) -> list[int]:
 
 
 class Ours:
-    """One of our objects loaded with its maps pinned under pin_dir (a
-    shared block_v4 when given), 5060 a SIP port. With features, the
+    """One of our objects loaded with its maps pinned under pin_dir (the
+    maps of `shared`, {name: pin}, reused), 5060 a SIP port. With features, the
     limits, bans and signatures of "new, limits + fingerprints" are set,
     and prepare() puts the state each frame needs before it is run."""
 
     def __init__(self, obj: Path, pin_dir: Path,
-                 shared_block: Path | None,
+                 shared: dict[str, Path],
                  features: df.Features | None) -> None:
         pin_dir.mkdir()
         self.pin_dir = pin_dir
         self.features = features
         cmd = [BPFTOOL, "prog", "load", str(obj), str(pin_dir / "prog"),
                "type", "xdp"]
-        if shared_block is not None:
-            cmd += ["map", "name", "block_v4", "pinned", str(shared_block)]
+        for name, pin in shared.items():
+            cmd += ["map", "name", name, "pinned", str(pin)]
         run(*cmd, "pinmaps", str(pin_dir))
         self.fd = _bpf.obj_get(str(pin_dir / "prog"))
         self.maps = {name: _bpf.Map.open_pinned(str(pin_dir / name))
@@ -215,15 +215,18 @@ class Program:
 @contextlib.contextmanager
 def our_programs(pins: Path, frames: Sequence[df.Case],
                  features: df.Features) -> Iterator[list[Program]]:
-    """0.1.0, then the new program twice (features off, on), sharing one
-    block_v4 so that all three look up the same trie."""
+    """0.1.0, then the new program twice (features off, on). Each holds the
+    blocklist where the collection puts it: 0.1.0 in its block_v4 trie,
+    the new program (both builds share its maps) in block_v4_hosts, next
+    to an empty trie."""
     loaded: list[Ours] = []
     try:
-        off = Ours(NEW_OBJ, pins / "off", None, None)
+        off = Ours(NEW_OBJ, pins / "off", {}, None)
         loaded.append(off)
-        shared = off.pin_dir / "block_v4"
-        rel = Ours(build_release(), pins / "release", shared, None)
+        rel = Ours(build_release(), pins / "release", {}, None)
         loaded.append(rel)
+        shared = dict((name, off.pin_dir / name)
+                      for name in ("block_v4", "block_v4_hosts"))
         on = Ours(NEW_OBJ, pins / "on", shared, features)
         loaded.append(on)
         if set(rel.maps) != set(_abi.MAPS_0_1) or set(on.maps) != set(
@@ -244,12 +247,13 @@ def our_programs(pins: Path, frames: Sequence[df.Case],
             ours.close()
 
 
-def block_map(programs: Sequence[Program]) -> _bpf.Map:
-    """The block_v4 our programs share."""
-    ours = programs[0].ours
-    if ours is None:
-        raise BenchError("not one of our programs: %s" % programs[0].label)
-    return ours.maps["block_v4"]
+def block_maps(programs: Sequence[Program]) -> tuple[_bpf.Map, _bpf.Map]:
+    """0.1.0's block_v4, and the block_v4_hosts of the new program."""
+    rel, off = programs[0].ours, programs[1].ours
+    if rel is None or off is None:
+        raise BenchError("not our programs: %s, %s"
+                         % (programs[0].label, programs[1].label))
+    return rel.maps["block_v4"], off.maps["block_v4_hosts"]
 
 
 # -- the floor ------------------------------------------------------------
@@ -397,10 +401,11 @@ def xdp_filter_value() -> bytes:
 
 @dataclass
 class Lists:
-    """Our shared block_v4 and xdp-filter's map, grown in place from one
-    address sequence."""
+    """0.1.0's trie, the new program's hash and xdp-filter's map, grown in
+    place from one address sequence."""
 
     block: _bpf.Map
+    hosts: _bpf.Map
     addrs: list[bytes]
     xdpf_value: bytes | None = None
     ours_len: int = 0
@@ -418,6 +423,7 @@ class Lists:
         value = _abi.ENTRY.pack(0, SOURCE_TAG, 0)
         start = time.monotonic()
         self.block.update_batch(keys, value * len(new))
+        self.hosts.update_batch(b"".join(new), value * len(new))
         self.fills.append((len(new), time.monotonic() - start))
         self.ours_len = entries
 

@@ -153,8 +153,10 @@ def header(setup: Setup) -> list[str]:
         "tag with today's compile flags; `%s` is the working tree's "
         "program (%s) with the maps of the new features empty; `%s` is "
         "the same program with the roles' default budgets, bans and "
-        "scanner signatures (see the notes). The three share one "
-        "`block_v4`." % (REL, OFF, source_state(), ON),
+        "scanner signatures (see the notes). Each holds the blocklist "
+        "where the collection puts it: 0.1.0 in its `block_v4` trie, the "
+        "new program in `block_v4_hosts` (shared by both of its builds), "
+        "its trie empty." % (REL, OFF, source_state(), ON),
         "- xdp-filter: xdp-tools %s, loaded with `xdp-filter load` and its "
         "default policy *allow* (the listed addresses are the ones "
         "dropped), the same source addresses written to its `filter_ipv4` "
@@ -233,7 +235,7 @@ def fingerprint(res: Results, setup: Setup) -> list[str]:
     return out
 
 
-XDPF_TARGETS = (("blocked", "blocklisted drop", 1.0),
+XDPF_TARGETS = (("blocked", "blocklisted drop", 0.8),
                 ("invite", "INVITE pass", 1.5))
 
 
@@ -250,6 +252,22 @@ def versus(res: Results, setup: Setup) -> list[str]:
                         res, "%s, %s / %s" % (what, ours, other),
                         (ours, case, entries), (other, case, entries),
                         target))
+    return out
+
+
+FLAT_TARGET = 1.2     # the blocklisted drop, biggest list / smallest
+
+
+def flat_drop(res: Results, setup: Setup) -> list[str]:
+    """The blocklisted drop at the biggest list against the smallest: the
+    target of a flat drop cost."""
+    small, big = setup.sizes[0], setup.sizes[-1]
+    out = list(TARGET_HEAD)
+    for prog in (OFF, ON):
+        out.append(_target_row(
+            res, "blocklisted drop, %s, %s / %s entries"
+            % (prog, _count(big), _count(small)),
+            (prog, "blocked", big), (prog, "blocked", small), FLAT_TARGET))
     return out
 
 
@@ -366,7 +384,8 @@ def notes(res: Results, setup: Setup,
         "same frame, i.e. the programs' own cost without the test-run "
         "harness. The kernel reports whole ns per run: +-1 ns is noise. "
         "Targets are judged on the raw ratio.",
-        "- The shared block_v4 filled with batch updates: %s." % fills,
+        "- The blocklist filled with batch updates (0.1.0's block_v4 and "
+        "the new program's block_v4_hosts, both each time): %s." % fills,
         "- Timed rounds: %s." % fewer_runs(res, setup, frames),
     ]
 
@@ -378,6 +397,7 @@ def report(res: Results, setup: Setup, frames: Sequence[df.Case]) -> str:
              fingerprint(res, setup),
              ["Against xdp-filter:", ""] + versus(res, setup)]
     if len(setup.sizes) > 1:
+        parts.append(["A flat drop cost:", ""] + flat_drop(res, setup))
         parts.append(scaling(res, setup, frames))
     parts.append(notes(res, setup, frames))
     return "\n\n".join("\n".join(p) for p in parts) + "\n"

@@ -20,7 +20,7 @@ __metaclass__ = type
 
 import struct
 import sys
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ._errors import FastpathError
 
@@ -93,9 +93,19 @@ class SplitList:
         """Does the key go to the hash?"""
         return self.hosts is not None and key[_PLEN_BYTE] == self.full
 
-    def _split(self, keys: bytes) -> tuple[list[int], list[int]]:
+    def count_exact(self, keys: Iterable[bytes]) -> int:
+        """How many of the keys go to the hash."""
+        if self.hosts is None:
+            return 0
+        return b"".join(keys)[_PLEN_BYTE::self.key_size].count(self.full)
+
+    def _split(self, keys: bytes) -> tuple[Sequence[int], Sequence[int]]:
         """Indexes of the trie's keys and of the hash's keys."""
         plens = keys[_PLEN_BYTE::self.key_size]
+        exact_count = plens.count(self.full)
+        if exact_count in (0, len(plens)):     # one map: no Python loop
+            every = range(len(plens))
+            return (every, []) if not exact_count else ([], every)
         short, exact = [], []
         for i, plen in enumerate(plens):
             (exact if plen == self.full else short).append(i)
@@ -117,6 +127,7 @@ class SplitList:
         self.misplaced, self.in_both = {}, set()
         if bytes((self.full,)) in keys[_PLEN_BYTE::ksize]:
             short, exact = self._split(keys)
+            short = list(short)
             self.misplaced = dict(
                 (keys[i * ksize:(i + 1) * ksize],
                  values[i * vsize:(i + 1) * vsize]) for i in exact)
@@ -219,20 +230,21 @@ class SplitList:
 
     # -- the move of exact addresses out of the trie ----------------------
 
-    def to_move(self, handled: Iterable[bytes]) -> list[bytes]:
-        """The misplaced keys a plan left where they are: `handled` are
-        the keys it wrote (now in the hash) or deleted (gone)."""
-        done = set(handled)
+    def to_move(self, plan: _trie_change.Plan) -> list[bytes]:
+        """The misplaced keys the plan leaves where they are: those it
+        writes go to the hash, those it deletes leave both maps."""
+        if not self.misplaced:
+            return []
+        done = set(plan.write_keys) | set(plan.delete)
         return [k for k in self.misplaced if k not in done]
 
-    def move_misplaced(self, handled: Iterable[bytes]) -> int:
+    def move_misplaced(self, plan: _trie_change.Plan) -> int:
         """Move the exact keys of the trie that the plan left alone into
         the hash, the hash's copy first, so that the program finds each in
         one map or both at every instant. Returns how many moved."""
         if self.hosts is None or not self.misplaced:
             return 0
-        handled = set(handled)
-        moving = self.to_move(handled)
+        moving = self.to_move(plan)
         fresh = [k for k in moving if k not in self.in_both]
         if fresh:
             self.hosts.update_batch(
@@ -251,14 +263,12 @@ class SplitList:
         """Check that each map holds what the plan leaves in it, and put
         first the deletes that must make room (writes go before deletes
         otherwise). Raises FastpathError with the map that is too small."""
-        trie_new = hosts_new = 0
-        for key in plan.write_keys:
-            if key in plan.old:
-                continue
-            if self.is_exact(key):
-                hosts_new += 1
-            else:
-                trie_new += 1
+        # Counted on joined keys, not key by key: a million writes.
+        deleted = set(plan.delete)
+        rewritten = [k for k in plan.old if k not in deleted]
+        hosts_new = self.count_exact(plan.write_keys) - \
+            self.count_exact(rewritten)
+        trie_new = plan.new_keys - hosts_new
         trie_del: list[bytes] = []
         hosts_del: list[bytes] = []
         for key in plan.delete:

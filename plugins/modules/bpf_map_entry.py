@@ -551,7 +551,7 @@ def move_exact(tries, plans):
     what is left."""
     for trie, plan in zip(tries, plans):
         try:
-            trie.move_misplaced(plan.write_keys + plan.delete)
+            trie.move_misplaced(plan)
         except OSError as e:
             return "moving exact addresses out of %s (%s)" % (
                 trie.name, e.strerror or e)
@@ -595,15 +595,14 @@ def change(module, tries, result):
     for trie, plan in zip(tries, plans):
         trie.fit(plan)
 
-    added = [k for plan in plans for k in plan.write_keys]
-    removed = [k for plan in plans for k in plan.delete]
-    moved = sum(len(trie.to_move(plan.write_keys + plan.delete))
-                for trie, plan in zip(tries, plans))
+    added = sum(len(plan.write_keys) for plan in plans)
+    removed = sum(len(plan.delete) for plan in plans)
+    moved = sum(len(trie.to_move(plan)) for trie, plan in zip(tries, plans))
     dirty = bool(fresh or counts or expired or ledger.names != old_names
                  or interrupted or renewed)
     result.update(
         changed=bool(added or removed or dirty or moved),
-        added=len(added), removed=len(removed), moved=moved,
+        added=added, removed=removed, moved=moved,
         expired_removed=expired.get(tag, 0),
         unchanged=unchanged - renewed, renewed=renewed,
         total=sum(plan.size_after(len(have))
@@ -624,9 +623,11 @@ def change(module, tries, result):
     if module._diff:
         owners = "".join("%s: +%d -%d\n" % (name, c["added"], c["removed"])
                          for name, c in sorted(result["owners"].items()))
+        added_keys = [k for plan in plans for k in plan.write_keys]
+        removed_keys = [k for plan in plans for k in plan.delete]
         result["diff"] = dict(
-            before="removed: %d\n%s" % (len(removed), diff_text(removed)),
-            after="added: %d\n%s%s" % (len(added), diff_text(added), owners),
+            before="removed: %d\n%s" % (removed, diff_text(removed_keys)),
+            after="added: %d\n%s%s" % (added, diff_text(added_keys), owners),
             before_header="%s (%s)" % (p["map"], p["source"]),
             after_header="%s (%s)" % (p["map"], p["source"]))
     if module.check_mode or not result["changed"]:

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from plugins.module_utils import _abi, _bpf, _lists, _snapshot
+from plugins.module_utils import _abi, _lists, _snapshot
+from plugins.module_utils._split_list import SplitList
 from tests.trie_entries import open_list
 
 REPO = Path(__file__).resolve().parents[2]
@@ -318,7 +319,7 @@ class Sync:
     as its own process, and what the kill points watch."""
 
     def __init__(self, pin_dir: Path, workdir: Path, path: Path,
-                 trie: _bpf.Map, coming: list[bytes],
+                 trie: SplitList, coming: list[bytes],
                  going: list[bytes]) -> None:
         self.saved = saved_path(workdir)
         self.marker = Path(str(self.saved) + ".applying")

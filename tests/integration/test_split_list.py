@@ -7,10 +7,18 @@ maps. Against the program's real pinned maps."""
 from __future__ import annotations
 
 import ipaddress
+import signal
+import time
 from pathlib import Path
 
 from plugins.module_utils import _abi, _bpf, _lists
 from tests.integration.test_bpf_map_entry import contents, run
+from tests.integration.test_list_safety import (
+    RUN_SECONDS,
+    finish,
+    start,
+    succeeded,
+)
 from tests.trie_entries import open_list
 
 V4, V6 = "203.0.113.7", "2001:db8::7"
@@ -179,3 +187,63 @@ def test_a_host_older_than_the_hashes_gets_everything_in_its_tries(
     assert (result["changed"], result["added"], result["moved"]) == (
         True, 3, 0)
     assert in_tries(maps) == {V4 + "/32", V6 + "/128", PREFIXES[0]}
+
+
+# -- kill -9 in the middle of a move ------------------------------------------
+
+MOVED = 120_000     # every key in 198.18.0.0/15 (keys only, no traffic)
+
+
+def union_of_both(pin_dir: Path) -> set[bytes]:
+    """The IPv4 addresses that the hash or the trie holds."""
+    with _bpf.Map.open_pinned(str(pin_dir / "block_v4_hosts")) as m:
+        hashed_keys = m.lookup_batch(chunk=65536)[0]
+    with _bpf.Map.open_pinned(str(pin_dir / "block_v4")) as m:
+        trie_keys = m.lookup_batch(chunk=65536)[0]
+    return {hashed_keys[i:i + 4] for i in range(0, len(hashed_keys), 4)} | \
+        {trie_keys[i + 4:i + 8] for i in range(0, len(trie_keys), 8)}
+
+
+def test_kill_9_during_a_move_loses_no_address(maps: Path,
+                                                tmp_path: Path) -> None:
+    """The move of 120,000 single addresses out of a 0.1.0 trie, killed
+    with SIGKILL as soon as the hash holds some, then as soon as the trie
+    has lost some: every address stays in one map or both, and the next
+    run finishes the move."""
+    first = int(ipaddress.IPv4Address("198.18.0.0"))
+    addrs = [(first + i).to_bytes(4, "big") for i in range(MOVED)]
+    with _bpf.Map.open_pinned(str(maps / "block_v4")) as trie:
+        trie.update_batch(b"".join(_abi.LPM_V4_KEY.pack(32, a) for a in addrs),
+                          _abi.ENTRY.pack(0, 7, 0) * MOVED)
+    sample = addrs[::MOVED // 50]
+    left_in_trie: list[int] = []
+    hosts = _bpf.Map.open_pinned(str(maps / "block_v4_hosts"))
+    trie = _bpf.Map.open_pinned(str(maps / "block_v4"))
+    try:
+        for point, ready in (
+                ("the hash holds some", lambda: any(
+                    hosts.lookup(a) is not None for a in sample)),
+                ("the trie has lost some", lambda: any(
+                    trie.lookup(_abi.LPM_V4_KEY.pack(32, a)) is None
+                    for a in sample))):
+            proc = start(maps, tmp_path, restore=True)
+            deadline = time.monotonic() + RUN_SECONDS
+            while proc.poll() is None and time.monotonic() < deadline \
+                    and not ready():
+                time.sleep(0.001)
+            proc.kill()
+            proc.communicate(timeout=RUN_SECONDS)
+            assert proc.returncode == -signal.SIGKILL, (
+                "the run ended before %s" % point)
+            assert union_of_both(maps) == set(addrs), point
+            left_in_trie.append(len(trie.lookup_batch(chunk=65536)[0]) // 8)
+    finally:
+        hosts.close()
+        trie.close()
+    # The first kill landed between the hash's write and the trie's delete.
+    assert left_in_trie[0] > 0, left_in_trie
+    done = succeeded(finish(start(maps, tmp_path, restore=True)))
+    assert done["added"] == done["removed"] == 0
+    assert in_tries(maps) == set()
+    with _bpf.Map.open_pinned(str(maps / "block_v4_hosts")) as m:
+        assert len(m.lookup_batch(chunk=65536)[0]) == 4 * MOVED
