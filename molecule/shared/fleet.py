@@ -35,6 +35,8 @@ PIN_DIR = "/sys/fs/bpf/vos_fastpath"
 STATE_DIR = "/var/lib/vos-fastpath"
 OBJECT = STATE_DIR + "/sip_logic.bpf.o"
 TRIES = ["block_v4", "block_v6", "allow_v4", "allow_v6"]
+# The blocklist's hashes of single addresses, looked up before its tries.
+HOSTS = {"block_v4": "block_v4_hosts", "block_v6": "block_v6_hosts"}
 MAPS = ["sip_ports", *TRIES, "settings", "stats", "proto_stats", "xsks_map"]
 # ip's numbers for the attach modes (XDP_ATTACHED_*).
 XDP_MODES = {1: "native", 2: "generic", 3: "offload"}
@@ -151,12 +153,28 @@ class Host:
         return {name: self.trie(name) for name in TRIES}
 
     def trie(self, name: str) -> set[str]:
-        """The entries of a pinned trie (block_v4, allow_v6...) as
-        prefixes, read with bpftool."""
+        """The entries of a list family named by its trie (block_v4,
+        allow_v6...) as prefixes, read with bpftool."""
+        return {from_trie_key(key) for key in self.list_rows(name)}
+
+    def list_rows(self, name: str) -> dict[bytes, bytes]:
+        """{trie key: raw fp_entry} of a list family: its trie's rows, and
+        for the blocklist those of its hash of single addresses where it
+        is pinned (a program since 0.1.0), as full-length trie keys."""
+        rows = self._dump(name)
+        hosts = HOSTS.get(name)
+        if hosts and self.run("test -e %s && echo yes || echo no",
+                              "%s/%s" % (PIN_DIR, hosts)).strip() == "yes":
+            for addr, value in self._dump(hosts).items():
+                prefix = (len(addr) * 8).to_bytes(4, sys.byteorder)
+                rows[prefix + addr] = value
+        return rows
+
+    def _dump(self, name: str) -> dict[bytes, bytes]:
         dump = json.loads(self.run("bpftool --json map dump pinned %s",
                                    "%s/%s" % (PIN_DIR, name)))
-        return {from_trie_key(bytes(int(b, 16) for b in entry["key"]))
-                for entry in dump}
+        return {bytes(int(b, 16) for b in entry["key"]):
+                bytes(int(b, 16) for b in entry["value"]) for entry in dump}
 
     def blocklist(self) -> set[str]:
         return self.trie("block_v4") | self.trie("block_v6")

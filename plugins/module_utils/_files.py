@@ -53,16 +53,17 @@ def remove(path: str) -> None:
         os.unlink(path)
 
 
-def write_atomically(path: str, data: bytes,
+def write_atomically(path: str, data: bytes | list[bytes],
                      move: Callable[[str, str], None] = os.rename) -> None:
-    """Write bytes to a temporary file next to path, then move it over
-    path (a module passes its atomic_move); no partial file is ever seen.
+    """Write bytes (or a list of them, one after the other) to a temporary
+    file next to path, then move it over path (a module passes its
+    atomic_move); no partial file is ever seen.
     The file is on disk before the rename, and the rename is on disk when
     this returns: after a crash path holds the old bytes or the new."""
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.writelines([data] if isinstance(data, bytes) else data)
             f.flush()
             os.fsync(f.fileno())
         move(tmp, path)

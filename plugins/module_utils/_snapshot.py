@@ -59,23 +59,31 @@ def layouts(list_name: str) -> list[tuple[str, int]]:
 
 def render(list_name: str, pin_dir: str, ledger: _ledger.Ledger) -> bytes:
     """The whole file for a ledger."""
+    return b"".join(render_parts(list_name, pin_dir, ledger))
+
+
+def render_parts(list_name: str, pin_dir: str, ledger: _ledger.Ledger
+                 ) -> list[bytes]:
+    """The file for a ledger as parts written one after the other, so
+    that a million entries are not copied into one more bytes object."""
     maps, parts = [], []
+    crc = 0
     for family, (name, ksize) in enumerate(layouts(list_name)):
         keys, values = ledger.rows(family)
         maps.append(dict(name=name, key_size=ksize,
                          value_size=_abi.ENTRY.size,
                          count=len(keys) // ksize))
         parts += [keys, values]
-    body = b"".join(parts)
+        crc = zlib.crc32(values, zlib.crc32(keys, crc))
     header = dict(format=FORMAT, list=list_name, pin_dir=pin_dir,
                   boot_id=boot_id(), wall_minus_boot_ns=wall_minus_boot_ns(),
                   owners=dict(("%08x" % t, n) for t, n in
                               sorted(ledger.names.items())),
-                  maps=maps, crc32=zlib.crc32(body))
-    return json.dumps(header, sort_keys=True).encode() + b"\n" + body
+                  maps=maps, crc32=crc)
+    return [json.dumps(header, sort_keys=True).encode() + b"\n", *parts]
 
 
-def save(path: str, data: bytes) -> None:
+def save(path: str, data: bytes | list[bytes]) -> None:
     """Write the file atomically and durably (mode 0600, directory 0700)."""
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):

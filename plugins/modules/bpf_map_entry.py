@@ -632,6 +632,10 @@ def change(module, tries, result):
             after_header="%s (%s)" % (p["map"], p["source"]))
     if module.check_mode or not result["changed"]:
         return
+    # What the plans were made from is not needed to apply them: a list
+    # of a million entries frees its largest sets before the file is
+    # written.
+    del current, desired, remove, reader
     commit(module, tries, plans, ledger, path, dirty)
 
 
@@ -666,8 +670,8 @@ def commit(module, tries, plans, ledger, path, dirty):
         _files.remove_stale_temps(path)
         _files.write_atomically(marker, b"")
         if dirty:
-            _snapshot.save(path, _snapshot.render(p["map"], p["pin_dir"],
-                                                  ledger))
+            _snapshot.save(path, _snapshot.render_parts(
+                p["map"], p["pin_dir"], ledger))
     except (IOError, OSError) as e:
         raise FastpathError("Saving the %s to %s failed (%s): nothing was "
                             "changed; fix the path or free space."

@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 ---
 module: bpffs
 short_description: Mount bpffs now and at boot
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Mounts bpffs on O(path) with C(mount -t bpf bpf <path>) when the mount
     table shows no bpffs right on O(path).

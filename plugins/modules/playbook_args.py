@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 ---
 module: playbook_args
 short_description: Read the collection's playbook variables, old names too
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Returns the value of each variable named in O(names), so that the
     collection's playbooks take their C(-e) variables by C(fastpath_) names

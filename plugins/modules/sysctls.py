@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 ---
 module: sysctls
 short_description: Set kernel sysctls now and persist them in a sysctl.d file
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Sets each sysctl of O(values) in the running kernel by writing its file
     under C(/proc/sys), only when its live value differs. Values compare

@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 ---
 module: threat_feed
 short_description: Pull a public blocklist (threat feed) on the controller
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Fetches one threat feed over HTTP(S), parses it in its own format,
     checks every entry, and returns the feed's set of addresses and CIDRs

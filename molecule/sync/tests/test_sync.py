@@ -10,7 +10,6 @@ started at the same moment.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -106,11 +105,9 @@ def overlap(work: Path, third: tuple[list[str], list[str]]
 
 
 def trie_rows(edge: fleet.Host, name: str) -> dict[bytes, bytes]:
-    """{key: raw fp_entry} of a pinned trie, read with bpftool."""
-    dump = json.loads(edge.run("bpftool --json map dump pinned %s",
-                               "%s/%s" % (fleet.PIN_DIR, name)))
-    return {bytes(int(b, 16) for b in entry["key"]):
-            bytes(int(b, 16) for b in entry["value"]) for entry in dump}
+    """{key: raw fp_entry} of a list family (its trie and its hash),
+    read with bpftool."""
+    return edge.list_rows(name)
 
 
 def saved_rows(edge: fleet.Host) -> list[dict[bytes, bytes]]:
