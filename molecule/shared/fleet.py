@@ -45,8 +45,8 @@ RX_BEFORE_DEPLOY = "/var/lib/vos-fastpath-molecule/rx_packets_before_deploy"
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 # bpftool's names for the map types of the ABI (_abi.BPF_MAP_TYPE_*).
-BPFTOOL_MAP_TYPES = {2: "array", 6: "percpu_array", 9: "lru_hash",
-                     11: "lpm_trie", 17: "xskmap"}
+BPFTOOL_MAP_TYPES = {1: "hash", 2: "array", 6: "percpu_array",
+                     9: "lru_hash", 11: "lpm_trie", 17: "xskmap"}
 
 
 @functools.cache
@@ -169,6 +169,10 @@ class Host:
                 prefix = (len(addr) * 8).to_bytes(4, sys.byteorder)
                 rows[prefix + addr] = value
         return rows
+
+    def trie_only(self, name: str) -> set[str]:
+        """The entries of one pinned trie alone, as prefixes."""
+        return {from_trie_key(key) for key in self._dump(name)}
 
     def _dump(self, name: str) -> dict[bytes, bytes]:
         dump = json.loads(self.run("bpftool --json map dump pinned %s",

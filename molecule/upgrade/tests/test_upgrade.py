@@ -31,7 +31,8 @@ ABI = fleet.abi()
 # and scanner fingerprints (docs/dataplane.md, Maps).
 OLD_MAPS = list(ABI.MAPS_0_1)
 NEW_MAPS = ["stats_ext", "limits", "rate_state", "scanner_sigs",
-            "scanner_hits", "bans_v2", "pardons", "rate_limited"]
+            "scanner_hits", "bans_v2", "pardons", "rate_limited",
+            "block_v4_hosts", "block_v6_hosts"]
 # The changed build: the same source compiled without loop unrolling.
 CHANGED_BUILD = ["-fno-unroll-loops"]
 FLOOD_RATE = 400          # INVITEs a second to each edge
@@ -55,6 +56,8 @@ def edge_state(edge: fleet.Host) -> dict[str, Any]:
     return {"xdp": edge.xdp(), "link": link, "pinned": pinned,
             "maps": {name: info["id"] for name, info in maps.items()},
             "layouts": maps, "lists": edge.lists(),
+            "tries": {name: edge.trie_only(name)
+                      for name in ("block_v4", "block_v6")},
             "counters": edge.counter_maps(maps),
             "invites": edge.kamailio_stat(INVITES)}
 
@@ -216,6 +219,19 @@ def test_every_list_entry_survives(upgrade: dict) -> None:
         assert "198.18.103.30/32" in before["lists"]["block_v4"]
         assert "192.0.2.0/24" in before["lists"]["allow_v4"]
         assert after["lists"] == before["lists"]
+
+
+def test_the_single_addresses_moved_from_the_tries_to_the_hashes(
+        upgrade: dict) -> None:
+    """0.1.0 kept every entry in the tries; the deploy moved the single
+    addresses to block_v4_hosts and block_v6_hosts, the prefixes stay."""
+    for edge in EDGES:
+        before, after = each(upgrade, edge)
+        for name, full in (("block_v4", "/32"), ("block_v6", "/128")):
+            assert before["tries"][name] == before["lists"][name]
+            assert {e for e in before["lists"][name]
+                    if not e.endswith(full)} == after["tries"][name]
+        assert "198.18.103.30/32" not in after["tries"]["block_v4"]
 
 
 def test_no_flood_packet_reaches_kamailio(upgrade: dict) -> None:
