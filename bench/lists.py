@@ -173,7 +173,7 @@ def measure(work: Path, runs: int) -> dict:
                  create=True)
 
     out: dict = {}
-    for _ in range(runs):
+    for _round in range(runs):
         one_round(work, lists, out)
 
     load_program()

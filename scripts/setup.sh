@@ -42,16 +42,18 @@ if ((${#missing[@]})); then
 	fi
 fi
 
-# The venv is rebuilt only when requirements.txt changes.
+# The venv is rebuilt only when requirements-dev.txt changes. It holds the
+# development and test tools; the collection itself needs no Python package
+# (meta/execution-environment.yml).
 stamp="$VENV/.requirements.sha256"
-want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
+want=$(sha256sum "$ROOT/requirements-dev.txt" | cut -d' ' -f1)
 if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
 	say "creating the Python environment in .venv"
 	python3 -m venv "$VENV"
 	if ! "$VENV/bin/pip" install -q --disable-pip-version-check \
-		-r "$ROOT/requirements.txt" >"$VENV/pip.log" 2>&1; then
+		-r "$ROOT/requirements-dev.txt" >"$VENV/pip.log" 2>&1; then
 		tail -20 "$VENV/pip.log" >&2
-		echo "setup: pip could not install requirements.txt (log: $VENV/pip.log)" >&2
+		echo "setup: pip could not install requirements-dev.txt (log: $VENV/pip.log)" >&2
 		exit 1
 	fi
 	echo "$want" >"$stamp"

@@ -93,6 +93,10 @@ class SplitList:
         """Does the key go to the hash?"""
         return self.hosts is not None and key[_PLEN_BYTE] == self.full
 
+    def _hash_of(self, key: bytes) -> _bpf.Map | None:
+        """The hash when the key goes there, else None."""
+        return self.hosts if self.is_exact(key) else None
+
     def count_exact(self, keys: Iterable[bytes]) -> int:
         """How many of the keys go to the hash."""
         if self.hosts is None:
@@ -150,9 +154,9 @@ class SplitList:
                 for i in range(0, len(keys), self.key_size)]
 
     def lookup(self, key: bytes) -> bytes | None:
-        if self.is_exact(key):
-            assert self.hosts is not None
-            found = self.hosts.lookup(key[4:])
+        hosts = self._hash_of(key)
+        if hosts is not None:
+            found = hosts.lookup(key[4:])
             if found is not None:
                 return found
         return self.trie.lookup(key)
@@ -160,9 +164,9 @@ class SplitList:
     # -- writes ----------------------------------------------------------
 
     def update(self, key: bytes, value: bytes) -> None:
-        if self.is_exact(key):
-            assert self.hosts is not None
-            self.hosts.update(key[4:], value)
+        hosts = self._hash_of(key)
+        if hosts is not None:
+            hosts.update(key[4:], value)
         else:
             self.trie.update(key, value)
 
@@ -170,9 +174,9 @@ class SplitList:
         """Delete key from the map that holds it (an exact key from both);
         False when it was in neither."""
         found = False
-        if self.is_exact(key):
-            assert self.hosts is not None
-            found = self.hosts.delete(key[4:])
+        hosts = self._hash_of(key)
+        if hosts is not None:
+            found = hosts.delete(key[4:])
             if key not in self.misplaced:
                 return found
         return self.trie.delete(key) or found
@@ -184,22 +188,22 @@ class SplitList:
         was not written puts back what it already holds)."""
         ksize, vsize = self.key_size, self.value_size
         count = len(keys) // ksize
-        short, exact = self._split(keys) if self.hosts is not None \
+        hosts = self.hosts
+        short, exact = self._split(keys) if hosts is not None \
             else (range(count), [])
-        if not exact:
+        if hosts is None or not exact:
             self.trie.update_batch(keys, values)
             return
-        assert self.hosts is not None
         if not short:
-            self.hosts.update_batch(to_addrs(keys, ksize), values)
+            hosts.update_batch(to_addrs(keys, ksize), values)
             return
         try:
-            for part, target in ((exact, self.hosts), (short, self.trie)):
+            for part, target in ((exact, hosts), (short, self.trie)):
                 part_keys = b"".join(keys[i * ksize:(i + 1) * ksize]
                                      for i in part)
                 part_values = b"".join(values[i * vsize:(i + 1) * vsize]
                                        for i in part)
-                if target is self.hosts:
+                if target is hosts:
                     part_keys = to_addrs(part_keys, ksize)
                 target.update_batch(part_keys, part_values)
         except OSError as e:

@@ -204,8 +204,8 @@ def union_of_both(pin_dir: Path) -> set[bytes]:
         {trie_keys[i + 4:i + 8] for i in range(0, len(trie_keys), 8)}
 
 
-def test_kill_9_during_a_move_loses_no_address(maps: Path,
-                                                tmp_path: Path) -> None:
+def test_kill_9_during_a_move_loses_no_address(
+        maps: Path, tmp_path: Path) -> None:
     """The move of 120,000 single addresses out of a 0.1.0 trie, killed
     with SIGKILL as soon as the hash holds some, then as soon as the trie
     has lost some: every address stays in one map or both, and the next
