@@ -20,7 +20,8 @@ MODULE = "vos.fastpath.bpf_build"
 SPEC_MAPS = ["sip_ports", "allow_v4", "allow_v6", "block_v4", "block_v6",
              "settings", "stats", "proto_stats", "xsks_map", "stats_ext",
              "limits", "rate_state", "scanner_sigs", "scanner_hits",
-             "bans_v2", "pardons", "rate_limited"]
+             "bans_v2", "pardons", "rate_limited", "block_v4_hosts",
+             "block_v6_hosts"]
 
 
 @pytest.fixture

@@ -35,8 +35,7 @@ def request(method: bytes, user_agent: bytes = b"") -> bytes:
 
 
 # Maps a program before rate limits, bans and scanner fingerprints lacks.
-LATER_PINS = ("stats_ext", "limits", "rate_state", "scanner_sigs",
-              "scanner_hits", "bans_v2", "pardons", "rate_limited")
+LATER_PINS = tuple(sorted(set(_abi.MAPS) - set(_abi.MAPS_0_1)))
 SECOND = 10**9
 
 
