@@ -12,8 +12,8 @@ VENV="$ROOT/.venv"
 DEBIAN_PACKAGES=(
 	clang llvm libbpf-dev bpftool iproute2 make gcc libc6-dev
 	python3 python3-venv
-	xdp-tools ipset nftables
-	tcpreplay hping3
+	xdp-tools ipset nftables iptables
+	tcpreplay hping3 netsniff-ng
 	podman runc debootstrap
 	prometheus
 )
