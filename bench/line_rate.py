@@ -97,8 +97,8 @@ BEGIN, END = "<!-- line_rate:begin -->", "<!-- line_rate:end -->"
 DOCS_SECTION = """## Line rate: real packets through veth
 
 `bench/line_rate.py` sends real frames from a network namespace, pinned
-to CPU 0, through one veth pair per filter.
-Each receiving end, in a namespace of its own, runs native XDP with
+to CPU 0, through one veth pair per filter. Each receiving end, in a
+namespace of its own, runs native XDP with
 threaded NAPI, and its NAPI thread, pinned to CPU 1, does all its
 receive work; a filter's cost is that thread's CPU time per packet the
 filter counted as dropped. Side by side, holding the same 10, 100,000
@@ -128,7 +128,7 @@ is needed (this kernel has no pktgen). As root, from the repository
 root:
 
     make -s
-    .venv/bin/python bench/line_rate.py              # full: ~7 min
+    .venv/bin/python bench/line_rate.py              # full: ~4 to 8 min
     .venv/bin/python bench/line_rate.py --quick      # smoke test: ~30-60 s
     .venv/bin/python bench/line_rate.py --write-docs # and update below
 
