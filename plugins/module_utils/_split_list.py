@@ -265,8 +265,9 @@ class SplitList:
 
     def fit(self, plan: _trie_change.Plan) -> None:
         """Check that each map holds what the plan leaves in it, and put
-        first the deletes that must make room (writes go before deletes
-        otherwise). Raises FastpathError with the map that is too small."""
+        first the deletes that must make room. Writes go before deletes
+        otherwise, so that a run stopped half way has removed nothing its
+        list still holds. Raises FastpathError naming the map too small."""
         # Counted on joined keys, not key by key: a million writes.
         deleted = set(plan.delete)
         rewritten = [k for k in plan.old if k not in deleted]

@@ -41,13 +41,6 @@ class Plan:
     def size_after(self, current: int) -> int:
         return current + self.new_keys - len(self.delete)
 
-    def make_room(self, current: int, max_entries: int) -> None:
-        """Writes go before deletes, so that a run stopped half way has
-        removed nothing that its list still holds. Only when the trie
-        cannot hold both at once do the deletes that make room come first."""
-        peak = current + self.new_keys
-        self.delete_first = min(len(self.delete), max(0, peak - max_entries))
-
 
 def plan_target(current: Entries, target: _ledger.Target, managed: set[int],
                 remove: set[bytes]) -> Plan:

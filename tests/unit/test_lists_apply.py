@@ -9,6 +9,7 @@ import errno
 import pytest
 
 from plugins.module_utils import _abi, _ledger, _lists, _trie_change
+from plugins.module_utils._split_list import SplitList
 
 SEC = 10**9
 NOW = 5000 * SEC
@@ -111,7 +112,7 @@ def entry(expires: int = 0, tag: int = A) -> bytes:
     return _abi.ENTRY.pack(expires, tag, 0)
 
 
-def read(trie: FakeTrie) -> _lists.Entries:
+def read(trie: FakeTrie | SplitList) -> _lists.Entries:
     keys, values = trie.lookup_batch()
     return _lists.Entries(keys, values, trie.key_size, trie.value_size)
 
@@ -149,9 +150,12 @@ def target() -> _ledger.Target:
 
 
 def planned(trie: FakeTrie) -> _trie_change.Plan:
-    have = read(trie)
-    plan = _trie_change.plan_target(have, target(), {A, B}, {FOREIGN_ABSENT})
-    plan.make_room(len(have), trie.max_entries)
+    """The plan, with the deletes that must make room first, as the list
+    code makes it (a family without a hash: the trie alone)."""
+    family = SplitList(trie, None)
+    plan = _trie_change.plan_target(read(family), target(), {A, B},
+                                    {FOREIGN_ABSENT})
+    family.fit(plan)
     return plan
 
 
