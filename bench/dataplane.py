@@ -50,7 +50,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -64,7 +63,7 @@ from bench import dataplane_frames as df  # noqa: E402
 from bench import dataplane_programs as dp  # noqa: E402
 from bench.dataplane_programs import BenchError, Program  # noqa: E402
 from bench.dataplane_report import Results, Setup, report  # noqa: E402
-from bench.docs_section import write_section  # noqa: E402
+from bench.docs_section import run_bench  # noqa: E402
 from plugins.module_utils import _abi, _bpf  # noqa: E402
 from tests.dataplane.harness import build  # noqa: E402
 
@@ -272,25 +271,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)     # run the clean-up of bench()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        text = bench(args, argv)
-    except (BenchError, _bpf.BpfError) as e:
-        print("bench/dataplane.py: %s" % e, file=sys.stderr)
-        return 1
-    sys.stdout.write(text)
-    if args.write_docs:
-        write_section(BEGIN, END, text.rstrip("\n"), DOCS_SECTION)
-        print("[bench] written to %s" % DOCS.relative_to(REPO),
-              file=sys.stderr)
-    return 0
+    return run_bench("bench/dataplane.py", lambda: bench(args, argv),
+                     args.write_docs, (BEGIN, END, DOCS_SECTION))
 
 
 if __name__ == "__main__":

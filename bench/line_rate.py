@@ -64,7 +64,7 @@ from bench import dataplane_frames as df  # noqa: E402
 from bench import line_rate_net as ln  # noqa: E402
 from bench import line_rate_traffic as lt  # noqa: E402
 from bench.dataplane_programs import BenchError, build_trivial  # noqa: E402
-from bench.docs_section import write_section  # noqa: E402
+from bench.docs_section import run_bench  # noqa: E402
 from bench.line_rate_filters import (  # noqa: E402
     Iptables,
     Modules,
@@ -76,7 +76,7 @@ from bench.line_rate_filters import (  # noqa: E402
 from bench.line_rate_floor import pin_drop_program  # noqa: E402
 from bench.line_rate_gen import LiveFrames  # noqa: E402
 from bench.line_rate_report import COLUMNS, Flood, Report, Sample, report  # noqa: E402
-from plugins.module_utils import _abi, _bpf, _lock  # noqa: E402
+from plugins.module_utils import _abi, _lock  # noqa: E402
 from tests.dataplane.harness import build  # noqa: E402
 
 SIZES = (10, 100_000, 1_000_000)
@@ -491,25 +491,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)     # run the clean-up of bench()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _terminate)
-    try:
-        text = bench(args, argv)
-    except (BenchError, _bpf.BpfError) as e:
-        print("bench/line_rate.py: %s" % e, file=sys.stderr)
-        return 1
-    sys.stdout.write(text)
-    if args.write_docs:
-        write_section(BEGIN, END, text.rstrip("\n"), DOCS_SECTION)
-        log("written to %s" % DOCS.relative_to(REPO))
-    return 0
+    return run_bench("bench/line_rate.py", lambda: bench(args, argv),
+                     args.write_docs, (BEGIN, END, DOCS_SECTION),
+                     (signal.SIGTERM, signal.SIGINT))
 
 
 if __name__ == "__main__":
