@@ -8,7 +8,7 @@ import platform
 import shlex
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,52 +208,47 @@ def _cells(rep: Report) -> Iterator[tuple[int, int]]:
                 yield entries, n
 
 
-def cost_table(rep: Report) -> list[str]:
-    names = [LABELS[k] for k in COLUMNS]
-    out = ["", "CPU of the receiving core per dropped packet, ns (= ms per "
-           "million packets); the XDP_DROP floor is what veth itself "
-           "costs (see the notes):", "",
-           "| Entries | Sources | %s |" % " | ".join(names),
-           "|---:|---:|" + "---:|" * len(names)]
+def _matrix(rep: Report, intro: str, keys: Sequence[str],
+            cell: Callable[[Key], str]) -> list[str]:
+    """A table of one cell per filter of `keys` for each list size and
+    source count, under its introduction."""
+    out = ["", intro, "",
+           "| Entries | Sources | %s |" % " | ".join(LABELS[k] for k in keys),
+           "|---:|---:|" + "---:|" * len(keys)]
     for entries, n in _cells(rep):
-        cells = []
-        for key in COLUMNS:
-            got = rep.samples.get((key, entries, n))
-            cells.append(_spread([s.ns_per_packet for s in got], "%.0f")
-                         if got else "n/a")
-        out.append(_row(entries, n, cells))
-    out += ["", "Net of the floor: each filter's own cost, ns per packet "
-            "(each run's cost minus the floor's in the same run; median, "
-            "min–max):", "",
-            "| Entries | Sources | %s |" % " | ".join(
-                LABELS[k] for k in FILTERS),
-            "|---:|---:|" + "---:|" * len(FILTERS)]
-    for entries, n in _cells(rep):
-        cells = []
-        for key in FILTERS:
-            net = rep.net_values((key, entries, n))
-            cells.append(_spread(net, "%.0f") if net else "n/a")
-        out.append(_row(entries, n, cells))
+        out.append(_row(entries, n, [cell((k, entries, n)) for k in keys]))
     return out
+
+
+def cost_table(rep: Report) -> list[str]:
+    def cost(key: Key) -> str:
+        got = rep.samples.get(key)
+        return _spread([s.ns_per_packet for s in got], "%.0f") if got \
+            else "n/a"
+
+    def net(key: Key) -> str:
+        values = rep.net_values(key)
+        return _spread(values, "%.0f") if values else "n/a"
+
+    return _matrix(
+        rep, "CPU of the receiving core per dropped packet, ns (= ms per "
+        "million packets); the XDP_DROP floor is what veth itself costs "
+        "(see the notes):", COLUMNS, cost) + _matrix(
+        rep, "Net of the floor: each filter's own cost, ns per packet (each "
+        "run's cost minus the floor's in the same run; median, min–max):",
+        FILTERS, net)
 
 
 def rate_table(rep: Report) -> list[str]:
-    names = [LABELS[k] for k in COLUMNS]
-    out = ["", "Packets per second dropped while the generator sent "
-           "(median), "
-           "and the share of that time the receiving thread ran:", "",
-           "| Entries | Sources | %s |" % " | ".join(names),
-           "|---:|---:|" + "---:|" * len(names)]
-    for entries, n in _cells(rep):
-        cells = []
-        for key in COLUMNS:
-            got = rep.samples.get((key, entries, n), [])
-            cells.append("%s pps, %.0f%% busy" % (
-                _kpps(statistics.median(s.pps for s in got)),
-                100 * statistics.median(s.busy for s in got))
-                if got else "n/a")
-        out.append(_row(entries, n, cells))
-    return out
+    def rate(key: Key) -> str:
+        got = rep.samples.get(key, [])
+        return "%s pps, %.0f%% busy" % (
+            _kpps(statistics.median(s.pps for s in got)),
+            100 * statistics.median(s.busy for s in got)) if got else "n/a"
+
+    return _matrix(rep, "Packets per second dropped while the generator "
+                   "sent (median), and the share of that time the receiving "
+                   "thread ran:", COLUMNS, rate)
 
 
 def _run_ratios(rep: Report, num: Key, den: Key) -> str:
