@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from plugins.module_utils import _bpf, _lists
-from plugins.module_utils._split_list import SplitList
+from plugins.module_utils._split_list import SplitList, open_family
 
 
 def read_entries(trie: _bpf.Map) -> _lists.Entries:
@@ -16,14 +16,11 @@ def read_entries(trie: _bpf.Map) -> _lists.Entries:
 
 
 def open_list(pin_dir: Path | str, name: str) -> SplitList:
-    """A list family by its trie's name (block_v4, ...): the trie and, for
-    the blocklist, its hash of exact addresses where it is pinned."""
-    trie = _bpf.Map.open_pinned(os.path.join(pin_dir, name))
-    hosts = _lists.HOSTS.get(name)
-    if hosts and os.path.lexists(os.path.join(pin_dir, hosts)):
-        return SplitList(trie, _bpf.Map.open_pinned(
-            os.path.join(pin_dir, hosts)))
-    return SplitList(trie, None)
+    """A list family by its trie's name (block_v4, ...), opened as the list
+    code opens it, without the checks of the pin directory."""
+    return open_family(str(pin_dir), name, lambda directory, map_name:
+                       _bpf.Map.open_pinned(os.path.join(directory,
+                                                         map_name)))
 
 
 def read_list(pin_dir: Path | str, name: str) -> _lists.Entries:

@@ -249,20 +249,12 @@ def open_list_maps(pin_dir: str, list_name: str
     # directory checks, and the list code stays out of its imports.
     from . import _lists, _split_list
     check_pin_dir(pin_dir)
-    maps: list[_bpf.Map] = []
-    families = []
+    families: list[_split_list.SplitList] = []
     try:
         for name in _lists.LISTS[list_name]:
-            trie = open_map(pin_dir, name)
-            maps.append(trie)
-            hosts = _lists.HOSTS.get(name)
-            if hosts and os.path.lexists(os.path.join(pin_dir, hosts)):
-                maps.append(open_map(pin_dir, hosts))
-                families.append(_split_list.SplitList(trie, maps[-1]))
-            else:
-                families.append(_split_list.SplitList(trie, None))
+            families.append(_split_list.open_family(pin_dir, name, open_map))
     except BaseException:
-        for m in maps:
-            m.close()
+        for family in families:
+            family.close()
         raise
     return families

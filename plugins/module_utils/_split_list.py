@@ -18,11 +18,13 @@ from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
+import os
 import struct
 import sys
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ._errors import FastpathError
+from ._lists import HOSTS
 
 if TYPE_CHECKING:
     from . import _bpf, _trie_change
@@ -57,6 +59,22 @@ def to_addrs(keys: bytes, ksize: int) -> bytes:
     for i in range(asize):
         out[i::asize] = keys[4 + i::ksize]
     return bytes(out)
+
+
+def open_family(pin_dir: str, name: str,
+                open_map: Callable[[str, str], _bpf.Map]) -> SplitList:
+    """A list family by its trie's name (block_v4, allow_v6...), each map
+    opened with open_map(pin_dir, map name): the trie, and the blocklist's
+    hash where it is pinned (the program there reads it)."""
+    trie = open_map(pin_dir, name)
+    hosts = HOSTS.get(name)
+    if not hosts or not os.path.lexists(os.path.join(pin_dir, hosts)):
+        return SplitList(trie, None)
+    try:
+        return SplitList(trie, open_map(pin_dir, hosts))
+    except BaseException:
+        trie.close()
+        raise
 
 
 class SplitList:
