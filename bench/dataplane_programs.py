@@ -17,7 +17,6 @@ import shlex
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from bench import dataplane_frames as df
 from plugins.module_utils import _abi, _bpf, _build
 from tests.dataplane.harness import BPFTOOL, mono_ns
-from tests.releases import release_commit
+from tests.releases import build_release_object
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build"
@@ -90,20 +89,11 @@ def fd_closed(fd: int) -> Iterator[int]:
 def build_release() -> Path:
     """Release 0.1.0's program, from its commit's bpf/ with the flags of
     today's build (_build.compile_flags, which the Makefile repeats)."""
-    with tempfile.TemporaryDirectory(prefix="fpbench-") as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", release_commit(RELEASE),
-             "bpf"], capture_output=True, check=False)
-        if archive.returncode:
-            raise BenchError("git archive of release %s's bpf failed: %s"
-                             % (RELEASE, archive.stderr.decode()))
-        run("tar", "-x", "-C", tmp, data=archive.stdout)
-        src = Path(tmp, "bpf")
-        flags = _build.compile_flags(str(BUILD), [str(src)], [])
-        run(*_build.compile_argv("clang", flags,
-                                 str(src / "sip_logic.bpf.c"),
-                                 str(RELEASE_OBJ)))
-    return RELEASE_OBJ
+    try:
+        return build_release_object(RELEASE, RELEASE_OBJ)
+    except subprocess.CalledProcessError as e:
+        raise BenchError("Release %s's program could not be built: %s"
+                         % (RELEASE, e)) from None
 
 
 def counters(m: _bpf.Map) -> list[int]:
@@ -263,7 +253,7 @@ def build_trivial() -> Path:
     if (TRIVIAL_OBJ.exists()
             and TRIVIAL_OBJ.stat().st_mtime >= TRIVIAL_SRC.stat().st_mtime):
         return TRIVIAL_OBJ
-    flags = _build.compile_flags(str(BUILD), [], [])
+    flags = _build.compile_flags([str(REPO / "bpf")], [])
     run(*_build.compile_argv("clang", flags, str(TRIVIAL_SRC),
                              str(TRIVIAL_OBJ)))
     return TRIVIAL_OBJ

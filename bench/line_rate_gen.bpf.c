@@ -6,7 +6,7 @@
  * to the sending veth, whose peer receives it as an XDP frame: no skb
  * before the receiving end's XDP program, as from a NIC's page pool.
  */
-#include "vmlinux.h"
+#include "fp_kernel.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

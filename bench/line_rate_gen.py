@@ -46,7 +46,7 @@ MAX_SOURCES = 65536         # GEN_MAX_SOURCES
 def build() -> Path:
     if OBJ.exists() and OBJ.stat().st_mtime >= SRC.stat().st_mtime:
         return OBJ
-    flags = _build.compile_flags(str(BUILD), [], [])
+    flags = _build.compile_flags([str(REPO / "bpf")], [])
     run(*_build.compile_argv("clang", flags, str(SRC), str(OBJ)))
     return OBJ
 

@@ -3,7 +3,7 @@
  * The floor of bench/dataplane.py: an XDP program that does nothing but
  * return XDP_PASS. Its ns/packet is the cost of BPF_PROG_TEST_RUN itself.
  */
-#include "vmlinux.h"
+#include "fp_kernel.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -51,11 +51,14 @@ struct {
 
 /* The clock of budgets and bans: CLOCK_MONOTONIC, jiffy-coarse where the
  * kernel has bpf_ktime_get_coarse_ns() (5.11), which costs a third of a
- * precise read; the loader drops the branch a kernel cannot take. */
+ * precise read. The loader sets the running kernel's version, a constant
+ * to the verifier, which then never sees the call a kernel lacks. */
+extern int LINUX_KERNEL_VERSION __kconfig;
+#define FP_KERNEL_VERSION(a, b, c)	(((a) << 16) + ((b) << 8) + (c))
+
 static __always_inline __u64 fp_now(void)
 {
-	if (bpf_core_enum_value_exists(enum bpf_func_id,
-				       BPF_FUNC_ktime_get_coarse_ns))
+	if (LINUX_KERNEL_VERSION >= FP_KERNEL_VERSION(5, 11, 0))
 		return bpf_ktime_get_coarse_ns();
 	return bpf_ktime_get_ns();
 }

@@ -7,10 +7,9 @@
  * (stealth), drops non-SIP junk on SIP UDP ports, passes the rest or
  * redirects it to an AF_XDP socket, and counts every verdict once.
  */
-#include "vmlinux.h"
+#include "fp_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_core_read.h>
 
 #include "fp_abi.h"
 #include "fp_parse.h"

@@ -2,7 +2,7 @@
 # One idempotent set-up for a fresh Debian 12 machine (run as root):
 # Debian packages, the pinned Python virtual environment, bpffs, the
 # collection link that lets playbooks and ansible-doc use this checkout,
-# and podman with the base image of the molecule scenarios.
+# and podman with the images of the molecule hosts (Debian 11, 12, 13).
 # A second run only checks and takes seconds.
 set -euo pipefail
 
@@ -97,8 +97,16 @@ if [[ "$(cat "$containers_conf" 2>/dev/null)" != "$want_conf" ]]; then
 	printf '%s\n' "$want_conf" >"$containers_conf"
 fi
 
-# The image of every molecule host, built from Debian's packages here
-# (no registry is needed); rebuilt only when its package list changes.
-"$ROOT/molecule/image/build.sh"
+# The images of the molecule hosts, built from Debian's packages here (no
+# registry is needed), one per Debian release, side by side; each is
+# rebuilt only when its package list changes.
+pids=()
+for suite in bookworm bullseye trixie; do
+	"$ROOT/molecule/image/build.sh" "$suite" &
+	pids+=($!)
+done
+for pid in "${pids[@]}"; do
+	wait "$pid"
+done
 
 say "ready"

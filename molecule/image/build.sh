@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Build localhost/vos-fastpath-base, the image of every molecule host:
-# Debian 12 from debootstrap with the packages of packages.txt, imported
-# into podman with systemd as its command. Rebuilt only when packages.txt
-# or this script changes (their sha256 is the image's label).
+# Build the image of the molecule hosts of one Debian release (the
+# argument, bookworm by default): debootstrap with the packages of
+# packages.txt, imported into podman with systemd as its command.
+#   bookworm (Debian 12): localhost/vos-fastpath-base, every scenario's
+#   bullseye (Debian 11), trixie (Debian 13): localhost/vos-fastpath-base-
+#     <release>, the other userlands of the default scenario's fleet
+# Rebuilt only when packages.txt, this script or the release changes
+# (their sha256 is the image's label).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-IMAGE=localhost/vos-fastpath-base
+SUITE=${1:-bookworm}
+case "$SUITE" in
+bookworm) IMAGE=localhost/vos-fastpath-base ;;
+bullseye | trixie) IMAGE=localhost/vos-fastpath-base-$SUITE ;;
+*)
+	echo "image: unknown release $SUITE: use bookworm, bullseye or trixie" >&2
+	exit 2
+	;;
+esac
 MIRROR=http://deb.debian.org/debian
 LABEL=vos.fastpath.inputs
 
 say() { printf '[image] %s\n' "$*"; }
 
-want=$(cat "$HERE/packages.txt" "$0" | sha256sum | cut -d' ' -f1)
+want=$( (cat "$HERE/packages.txt" "$0" && echo "$SUITE") | sha256sum | cut -d' ' -f1)
 have=$(podman image inspect --format "{{ index .Labels \"$LABEL\" }}" \
 	"$IMAGE" 2>/dev/null || true)
 if [[ "$have" == "$want" ]]; then
@@ -20,12 +32,12 @@ if [[ "$have" == "$want" ]]; then
 fi
 
 packages=$(grep -v -e '^#' -e '^\s*$' "$HERE/packages.txt" | paste -sd, -)
-root=$(mktemp -d /var/tmp/vos-fastpath-base.XXXXXX)
+root=$(mktemp -d "/var/tmp/vos-fastpath-$SUITE.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 
-say "building $IMAGE (debootstrap bookworm: $packages)"
+say "building $IMAGE (debootstrap $SUITE: $packages)"
 start=$SECONDS
-if ! debootstrap --variant=minbase --include="$packages" bookworm "$root" \
+if ! debootstrap --variant=minbase --include="$packages" "$SUITE" "$root" \
 	"$MIRROR" >"$root.log" 2>&1; then
 	tail -20 "$root.log" >&2
 	echo "image: debootstrap failed (log: $root.log)" >&2

@@ -93,10 +93,18 @@ class Host:
         return int(self.run("cat /sys/class/net/eth0/statistics/rx_packets"))
 
     def xdp(self) -> dict[str, Any] | None:
-        """The XDP program on eth0 as ip shows it (id, tag, mode), or None."""
+        """The XDP program on eth0 as ip shows it (id, name, tag, mode), or
+        None. iproute2 before 5.10 (Debian 11's) shows no name: bpftool
+        tells it."""
         (link,) = json.loads(self.run("ip -json link show dev eth0"))
         xdp = link.get("xdp")
-        return dict(xdp["prog"], mode=XDP_MODES[xdp["mode"]]) if xdp else None
+        if not xdp:
+            return None
+        prog = dict(xdp["prog"], mode=XDP_MODES[xdp["mode"]])
+        if "name" not in prog:
+            prog["name"] = json.loads(self.run(
+                "bpftool --json prog show id %d" % prog["id"]))["name"]
+        return prog
 
     def map_ids(self) -> dict[str, int]:
         """The id of each pinned map of the SIP shield."""
@@ -225,9 +233,10 @@ def inventory() -> str:
     return str(Path(molecule_env("MOLECULE_INVENTORY_FILE")).parent)
 
 
-def run_module(pattern: str, module: str,
-               args: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Run a module on the hosts of pattern as root: {host: result}."""
+def try_module(pattern: str, module: str, args: dict[str, Any]
+               ) -> tuple[subprocess.CompletedProcess, dict[str, Any]]:
+    """Run a module on the hosts of pattern as root, whatever its outcome:
+    the ansible run and {host: result}."""
     with tempfile.TemporaryDirectory() as tree:
         # ansible reads "-a '{}'" as free-form text: no -a without args.
         proc = subprocess.run(
@@ -237,6 +246,13 @@ def run_module(pattern: str, module: str,
             capture_output=True, text=True, timeout=300, check=False)
         results = {path.name: json.loads(path.read_text())
                    for path in Path(tree).iterdir()}
+    return proc, results
+
+
+def run_module(pattern: str, module: str,
+               args: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Run a module on the hosts of pattern as root: {host: result}."""
+    proc, results = try_module(pattern, module, args)
     failed = {host: result.get("msg") for host, result in results.items()
               if result.get("failed") or result.get("unreachable")}
     assert proc.returncode == 0 and results and not failed, (

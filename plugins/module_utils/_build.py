@@ -6,19 +6,20 @@
 
 Private to this collection. The compile flags of docs/dataplane.md are
 built here and nowhere else; every tool runs as an argv list with LANG=C.
-A build records its inputs (flags, compiler version, kernel BTF digest and
-the digest of the source and of every header it includes) in a JSON stamp
-next to the object, so that an unchanged build is not run again.
+A build records its inputs (flags, compiler version and the digest of the
+source and of every header it includes) in a JSON stamp next to the
+object, so that an unchanged build is not run again. The program needs no
+header of the build host's kernel (bpf/fp_kernel.h says why), so the
+object is the same on every build host with the same clang.
 """
 
 from __future__ import absolute_import, annotations, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import json
 import os
-import platform
+import re
 from typing import Callable
 
 from . import _elf, _files
@@ -29,10 +30,10 @@ STAMP_SUFFIX = ".inputs.json"
 STAMP_FORMAT = 1
 SYSTEM_INCLUDE = "/usr/include"
 
-# `uname -m` to the __TARGET_ARCH_* name of libbpf's bpf_tracing.h.
-TARGET_ARCH = {"x86_64": "x86", "i686": "x86", "aarch64": "arm64",
-               "armv7l": "arm", "s390x": "s390", "ppc64le": "powerpc",
-               "riscv64": "riscv", "loongarch64": "loongarch"}
+# The oldest clang that compiles the program: the shared rate-limit state
+# is advanced with an atomic compare-and-exchange, which clang emits for
+# BPF from version 12 on.
+MIN_CLANG = 12
 
 # Lines of the compiler's stderr kept in a failure's msg (all in stderr).
 MSG_TAIL_LINES = 30
@@ -40,17 +41,9 @@ MSG_TAIL_LINES = 30
 
 # --- flags and commands ----------------------------------------------------
 
-def target_arch(machine: str | None = None) -> str:
-    machine = machine or platform.machine()
-    return TARGET_ARCH.get(machine, machine)
-
-
-def compile_flags(vmlinux_dir: str, include_dirs: list[str],
-                  cflags: list[str], machine: str | None = None
-                  ) -> list[str]:
+def compile_flags(include_dirs: list[str], cflags: list[str]) -> list[str]:
     """The flags of docs/dataplane.md, then the user's extra cflags."""
-    flags = ["-target", "bpf", "-O2", "-mcpu=v3", "-g",
-             "-D__TARGET_ARCH_%s" % target_arch(machine), "-I", vmlinux_dir]
+    flags = ["-target", "bpf", "-O2", "-mcpu=v3", "-g"]
     for directory in include_dirs:
         flags += ["-I", directory]
     flags += ["-I", SYSTEM_INCLUDE,
@@ -64,13 +57,9 @@ def compile_argv(clang: str, flags: list[str], src: str, out: str
 
 
 def deps_argv(clang: str, flags: list[str], src: str) -> list[str]:
-    """Every file the preprocessor reads; a missing header (vmlinux.h not
-    generated yet, in check mode) is listed rather than fatal."""
+    """Every file the preprocessor reads; a missing header is listed
+    rather than fatal (the compile then says what is missing)."""
     return [clang] + flags + ["-M", "-MG", src]
-
-
-def btf_dump_argv(bpftool: str, btf: str) -> list[str]:
-    return [bpftool, "btf", "dump", "file", btf, "format", "c"]
 
 
 def _utf8(text: str | bytes) -> bytes:
@@ -99,41 +88,6 @@ def write_stamp(path: str, stamp: dict,
     stamp = dict(stamp, format=STAMP_FORMAT)
     text = json.dumps(stamp, indent=1, sort_keys=True) + "\n"
     _files.write_atomically(path, _utf8(text), move)
-
-
-# --- vmlinux.h -------------------------------------------------------------
-
-def vmlinux_reasons(vmlinux_h: str, btf_sha256: str) -> list[str]:
-    """Why vmlinux.h must be (re)generated from the BTF; empty if not."""
-    if not os.path.exists(vmlinux_h):
-        return ["%s is missing" % vmlinux_h]
-    stamp = read_stamp(vmlinux_h + STAMP_SUFFIX)
-    if stamp is None:
-        return ["%s has no record of the BTF it was dumped from" % vmlinux_h]
-    if stamp.get("btf_sha256") != btf_sha256:
-        return ["the kernel BTF changed since %s was dumped" % vmlinux_h]
-    if stamp.get("sha256") != _files.sha256_file(vmlinux_h):
-        return ["%s was modified since it was dumped" % vmlinux_h]
-    return []
-
-
-def generate_vmlinux(runner: Runner, bpftool: str, btf: str,
-                     btf_sha256: str, vmlinux_h: str,
-                     move: Callable[[str, str], None] = os.rename) -> None:
-    """Dump the BTF as C into vmlinux.h (temp file, then rename)."""
-    argv = btf_dump_argv(bpftool, btf)
-    out, err = runner.run(
-        argv, lambda rc, out, err: "bpftool could not dump the BTF of %s as "
-        "C: %s" % (btf, tail(err) or "no output"))
-    if not out:
-        raise FastpathError("bpftool could not dump the BTF of %s as C: no "
-                            "output" % btf, cmd=argv, rc=0, stdout=out,
-                            stderr=err)
-    data = _utf8(out)
-    _files.write_atomically(vmlinux_h, data, move)
-    write_stamp(vmlinux_h + STAMP_SUFFIX, {
-        "btf": btf, "btf_sha256": btf_sha256,
-        "sha256": hashlib.sha256(data).hexdigest()}, move)
 
 
 # --- inputs of a build -----------------------------------------------------
@@ -167,10 +121,21 @@ def compiler_version(runner: Runner, clang: str) -> str:
     return out.strip()
 
 
-def dependencies(runner: Runner, clang: str, flags: list[str], src: str,
-                 vmlinux_h: str) -> list[str]:
-    """Absolute paths of the source and every header it includes, except
-    vmlinux.h (stood for by the BTF digest)."""
+def check_compiler(clang: str, version: str) -> None:
+    """Refuse a clang too old for the program, before it fails obscurely
+    (clang 11 crashes on the compare-and-exchange)."""
+    found = re.search(r"clang version (\d+)\.(\d+)(?:\.(\d+))?", version)
+    if found and int(found.group(1)) < MIN_CLANG:
+        raise FastpathError(
+            "%s is clang %s, and the program needs clang %d or later (for "
+            "its atomic compare-and-exchange): build on a host with a newer "
+            "clang (fastpath_build_host), or set clang."
+            % (clang, ".".join(g for g in found.groups() if g), MIN_CLANG))
+
+
+def dependencies(runner: Runner, clang: str, flags: list[str], src: str
+                 ) -> list[str]:
+    """Absolute paths of the source and every header it includes."""
     cwd = os.path.dirname(src)
     out, _err = runner.run(
         deps_argv(clang, flags, src),
@@ -179,10 +144,6 @@ def dependencies(runner: Runner, clang: str, flags: list[str], src: str,
     found = []
     for dep in parse_deps(out):
         path = os.path.abspath(os.path.join(cwd, dep))
-        if path == vmlinux_h or (
-                os.path.basename(dep) == os.path.basename(vmlinux_h)
-                and not os.path.exists(path)):
-            continue
         if path not in found:
             found.append(path)
     if src not in found:
@@ -191,14 +152,15 @@ def dependencies(runner: Runner, clang: str, flags: list[str], src: str,
 
 
 def inputs(runner: Runner, clang: str, flags: list[str], src: str,
-           dest: str, vmlinux_h: str, btf_sha256: str) -> dict:
+           dest: str) -> dict:
     """Everything that decides the bytes of the object."""
+    compiler = compiler_version(runner, clang)
+    check_compiler(clang, compiler)
     return {
         "argv": compile_argv(clang, flags, src, dest),
-        "compiler": compiler_version(runner, clang),
-        "btf_sha256": btf_sha256,
+        "compiler": compiler,
         "files": dict((path, _files.sha256_file(path)) for path in
-                      dependencies(runner, clang, flags, src, vmlinux_h)),
+                      dependencies(runner, clang, flags, src)),
     }
 
 
@@ -219,8 +181,6 @@ def build_reasons(previous: dict | None, current: dict,
         reasons.append("the compile flags changed")
     if previous.get("compiler") != current["compiler"]:
         reasons.append("the compiler version changed")
-    if previous.get("btf_sha256") != current["btf_sha256"]:
-        reasons.append("the kernel BTF changed")
     before, after = previous.get("files") or {}, current["files"]
     for path, digest in after.items():
         if digest is None:

@@ -193,8 +193,25 @@ def attached_program(link: dict) -> dict | None:
         mode = attached[0].get("mode", 0)
     else:
         mode = xdp.get("mode", 0)
-    return {"id": prog.get("id"), "name": prog.get("name"),
+    name = prog.get("name")
+    if name is None and prog.get("id"):
+        name = program_name(prog["id"])
+    return {"id": prog.get("id"), "name": name,
             "tag": prog.get("tag"), "mode": XDP_MODES.get(mode, str(mode))}
+
+
+def program_name(prog_id: int) -> str | None:
+    """The name the kernel keeps for a loaded program (None if it is
+    gone): iproute2 before 5.10 (Debian 11's) leaves it out of
+    `ip -json link`."""
+    try:
+        fd = _bpf.prog_fd_by_id(prog_id)
+    except OSError:
+        return None
+    try:
+        return _bpf.prog_info(fd).name.decode() or None
+    finally:
+        os.close(fd)
 
 
 def kernel_version(release: str) -> tuple[int, int]:

@@ -42,6 +42,9 @@ from ._errors import FastpathError, first_line
 from ._messages import IP_KEYWORDS, attach_argv, load_failure, verifier_tail
 from ._runner import Runner
 
+# The kernel keeps the first 15 characters of a program's name.
+PROG_NAME_LEN = 15
+
 
 class Loaded:
     """A program loaded under a temporary pin."""
@@ -263,19 +266,31 @@ class Host(MapIO):
         except FastpathError as e:
             e.stderr = verifier_tail(e.stderr)
             raise
-        pin = os.path.join(progs, program)
-        if not os.path.lexists(pin):
-            names = sorted(os.listdir(progs)) if os.path.isdir(progs) else []
+        pins = self._program_pins(progs)
+        if program[:PROG_NAME_LEN] not in pins:
             raise FastpathError(
                 "%s has no program named %s (it has %s): set program to one "
-                "of them." % (obj, program, ", ".join(names) or "none"),
+                "of them." % (obj, program, ", ".join(sorted(pins)) or "none"),
                 cmd=argv)
-        fd = _bpf.obj_get(pin)
-        try:
-            info = _bpf.prog_info(fd)
-        finally:
-            os.close(fd)
+        pin, info = pins[program[:PROG_NAME_LEN]]
         return Loaded(pin, info.id, bytes(info.tag).hex(), maps_dir)
+
+    @staticmethod
+    def _program_pins(progs: str) -> dict[str, tuple[str, _bpf.ProgInfo]]:
+        """{program name: (pin, info)} of the programs pinned in progs.
+        The name comes from the kernel: a bpftool built on libbpf 1.0 or
+        later pins a program by its name, an older one (Debian 11's, Ubuntu
+        22.04's) by its section's."""
+        found = {}
+        for entry in sorted(os.listdir(progs)) if os.path.isdir(progs) else []:
+            pin = os.path.join(progs, entry)
+            fd = _bpf.obj_get(pin)
+            try:
+                info = _bpf.prog_info(fd)
+            finally:
+                os.close(fd)
+            found[info.name.decode()] = (pin, info)
+        return found
 
     def attach(self, ifname: str, mode: str, pin: str,
                replace: bool = False) -> None:

@@ -11,21 +11,21 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: bpf_build
-short_description: Compile a BPF C source into a CO-RE object
+short_description: Compile a BPF C source into a portable BPF object
 version_added: 0.1.0
 description:
   - Compiles O(src) with clang into the BPF object O(dest), with the flags
-    of the vos.fastpath data plane contract (C(-target bpf -O2 -mcpu=v3 -g),
-    the C(__TARGET_ARCH_*) macro of this host's architecture, C(-Wall
-    -Wno-unused -Wno-pointer-sign)), and returns the names of the programs
-    and maps in it.
-  - Generates C(vmlinux.h) from the kernel BTF O(btf) with C(bpftool btf
-    dump) when it is missing or when the BTF changed since it was dumped.
+    of the vos.fastpath data plane contract (C(-target bpf -O2 -mcpu=v3 -g
+    -Wall -Wno-unused -Wno-pointer-sign)), and returns the names of the
+    programs and maps in it.
+  - The vos.fastpath program needs no header of this host's kernel and no
+    BTF; its kernel types are in C(bpf/fp_kernel.h).
+  - Refuses a clang older than 12, which cannot compile the program's
+    atomic compare-and-exchange.
   - Builds only when an input changed, unless O(force) is set. The inputs
-    are the source and every header it includes, the compile flags, the
-    compiler version and the digest of the BTF. They are recorded next to
-    the object, in a file named after O(dest) with the suffix
-    C(.inputs.json); C(vmlinux.h) has its own record the same way.
+    are the source and every header it includes, the compile flags and the
+    compiler version. They are recorded next to the object, in a file
+    named after O(dest) with the suffix C(.inputs.json).
   - Compiles into a temporary file next to O(dest) and renames it over
     O(dest), so that on any failure O(dest) is left as it was.
 author:
@@ -43,20 +43,16 @@ options:
     required: true
   btf:
     description:
-      - The kernel BTF that C(vmlinux.h) is dumped from.
+      - Ignored. The program no longer includes a C(vmlinux.h) dumped from
+        the kernel BTF.
     type: path
-    default: /sys/kernel/btf/vmlinux
   vmlinux_h:
     description:
-      - Where to write C(vmlinux.h). Its directory comes first in the
-        include path, so keep the file name C(vmlinux.h), the name that
-        sources include.
-      - Defaults to C(vmlinux.h) in the directory of O(dest).
+      - Ignored, as O(btf).
     type: path
   include_dirs:
     description:
-      - Directories to search for headers (C(-I)), after the directory of
-        O(vmlinux_h) and before C(/usr/include).
+      - Directories to search for headers (C(-I)), before C(/usr/include).
     type: list
     elements: path
     default: []
@@ -73,10 +69,8 @@ options:
     default: clang
   bpftool:
     description:
-      - The bpftool to dump the BTF with, by name or by path. Needed only
-        when C(vmlinux.h) has to be generated.
+      - Ignored, as O(btf).
     type: str
-    default: bpftool
   force:
     description:
       - Build the object even when no input changed.
@@ -94,17 +88,18 @@ attributes:
     details: Shows the sha256 of O(dest) before and after, and the reasons
       for the build.
   platform:
-    description: Linux hosts with clang and a kernel with BTF.
+    description: Linux hosts with clang 12 or later.
     support: full
     platforms: linux
 notes:
-  - An object built on one host with BTF loads on every host of the same
-    architecture whose kernel has BTF (CO-RE), so build it once per
-    architecture and copy it to the other hosts.
+  - The object does not depend on the build host's kernel. It loads on
+    every little-endian host with a kernel the program supports, so build
+    it once and copy it to the other hosts.
+  - O(btf), O(vmlinux_h) and O(bpftool) are deprecated and will be removed
+    in 0.4.0.
   - The tools run with C(LANG=C).
 requirements:
-  - clang
-  - bpftool (when C(vmlinux.h) has to be generated)
+  - clang 12 or later
   - the libbpf headers (C(bpf/bpf_helpers.h)) for sources that use them
 seealso:
   - module: vos.fastpath.bpf_facts
@@ -146,14 +141,9 @@ dest:
   returned: always
   type: str
   sample: /opt/vos_fastpath/build/sip_logic.bpf.o
-vmlinux_h:
-  description: The absolute path of C(vmlinux.h).
-  returned: always
-  type: str
-  sample: /opt/vos_fastpath/build/vmlinux.h
 reasons:
-  description: Why C(vmlinux.h) was generated and the object built (or
-    would be, in check mode); empty when nothing changed.
+  description: Why the object was built (or would be, in check mode);
+    empty when nothing changed.
   returned: always
   type: list
   elements: str
@@ -165,8 +155,7 @@ cmd:
   returned: when clang was found
   type: list
   elements: str
-  sample: [/usr/bin/clang, -target, bpf, -O2, -mcpu=v3, -g,
-           -D__TARGET_ARCH_x86, -I, /opt/vos_fastpath/build, -I,
+  sample: [/usr/bin/clang, -target, bpf, -O2, -mcpu=v3, -g, -I,
            /opt/vos_fastpath/bpf, -I, /usr/include, -Wall, -Wno-unused,
            -Wno-pointer-sign, -c, /opt/vos_fastpath/bpf/sip_logic.bpf.c,
            -o, /opt/vos_fastpath/build/sip_logic.bpf.o]
@@ -202,7 +191,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vos.fastpath.plugins.module_utils import (
-    _build, _elf, _facts, _files)
+    _build, _elf, _files)
 from ansible_collections.vos.fastpath.plugins.module_utils._errors import (
     FastpathError)
 from ansible_collections.vos.fastpath.plugins.module_utils._runner import (
@@ -214,32 +203,29 @@ def build_module():
         argument_spec=dict(
             src=dict(type="path", required=True),
             dest=dict(type="path", required=True),
-            btf=dict(type="path", default=_facts.BTF_PATH),
-            vmlinux_h=dict(type="path"),
+            btf=dict(type="path", removed_in_version="0.4.0",
+                     removed_from_collection="vos.fastpath"),
+            vmlinux_h=dict(type="path", removed_in_version="0.4.0",
+                           removed_from_collection="vos.fastpath"),
             include_dirs=dict(type="list", elements="path", default=[]),
             cflags=dict(type="list", elements="str", default=[]),
             clang=dict(type="str", default="clang"),
-            bpftool=dict(type="str", default="bpftool"),
+            bpftool=dict(type="str", removed_in_version="0.4.0",
+                         removed_from_collection="vos.fastpath"),
             force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
 
 
-def check_paths(src, dest, vmlinux_h, btf):
+def check_paths(src, dest):
     if not os.path.isfile(src):
         raise FastpathError("The source %s does not exist: check src."
                             % src)
-    for option, path in (("dest", dest), ("vmlinux_h", vmlinux_h)):
-        if not os.path.isdir(os.path.dirname(path)):
-            raise FastpathError(
-                "The directory of %s %s does not exist: create it first."
-                % (option, path))
-    if not os.path.exists(btf):
+    if not os.path.isdir(os.path.dirname(dest)):
         raise FastpathError(
-            "The kernel BTF %s does not exist: boot a kernel built with "
-            "CONFIG_DEBUG_INFO_BTF=y (the stock kernels of Debian 11+, "
-            "Ubuntu 20.10+ and RHEL 8.2+ have it), or set btf." % btf)
+            "The directory of dest %s does not exist: create it first."
+            % dest)
 
 
 def build(module, result):
@@ -247,38 +233,22 @@ def build(module, result):
     params = module.params
     src = os.path.abspath(params["src"])
     dest = os.path.abspath(params["dest"])
-    vmlinux_h = os.path.abspath(
-        params["vmlinux_h"] or os.path.join(os.path.dirname(dest),
-                                            "vmlinux.h"))
-    btf = params["btf"]
-    result.update(src=src, dest=dest, vmlinux_h=vmlinux_h, reasons=[])
-    check_paths(src, dest, vmlinux_h, btf)
+    result.update(src=src, dest=dest, reasons=[])
+    check_paths(src, dest)
     runner = Runner(module)
     clang = runner.path(params["clang"], "clang", option="clang")
-    btf_sha256 = _files.sha256_file(btf)
-
-    header_reasons = _build.vmlinux_reasons(vmlinux_h, btf_sha256)
-    if header_reasons:
-        bpftool = runner.path(params["bpftool"], "bpftool", option="bpftool")
-        result["reasons"] += header_reasons
-        if not module.check_mode:
-            _build.generate_vmlinux(runner, bpftool, btf, btf_sha256,
-                                    vmlinux_h, module.atomic_move)
-        result["changed"] = True
 
     flags = _build.compile_flags(
-        os.path.dirname(vmlinux_h),
         [os.path.abspath(d) for d in params["include_dirs"]],
         params["cflags"])
-    current = _build.inputs(runner, clang, flags, src, dest, vmlinux_h,
-                            btf_sha256)
+    current = _build.inputs(runner, clang, flags, src, dest)
     result["cmd"] = current["argv"]
     stamp = dest + _build.STAMP_SUFFIX
     before = _files.sha256_file(dest)
     reasons = _build.build_reasons(_build.read_stamp(stamp), current, before)
     if params["force"]:
         reasons.insert(0, "force is set")
-    result["reasons"] += reasons
+    result["reasons"] = reasons
 
     if reasons and not module.check_mode:
         tmp = _build.compile_object(runner, clang, flags, src, dest)
@@ -289,7 +259,7 @@ def build(module, result):
         info = _elf.object_info(dest)
         _build.write_stamp(stamp, dict(current, sha256=info["sha256"]),
                            module.atomic_move)
-    result["changed"] = result["changed"] or bool(reasons)
+    result["changed"] = bool(reasons)
     if not (reasons and module.check_mode):
         result.update(_elf.object_info(dest))
 

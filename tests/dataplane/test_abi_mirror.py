@@ -355,12 +355,15 @@ def test_object_has_no_other_maps(btf: Btf, elf: ELFFile) -> None:
                        and _section_name(elf, s) == ".maps"}
     assert in_maps_section == set(_abi.MAPS)
     # No legacy map section, and no global data that libbpf would turn
-    # into maps of its own.
+    # into maps of its own, but the kernel version it sets at load time
+    # (fp_now() picks its clock by it).
     sections = [s.name for s in elf.iter_sections()]
     assert "maps" not in sections
     internal = [n for n in sections + list(datasecs)
                 if n.startswith(INTERNAL_MAP_SECTIONS)]
-    assert internal == []
+    assert internal == [".kconfig"]
+    assert [v["name"] for v in datasecs[".kconfig"]] == [
+        "LINUX_KERNEL_VERSION"]
 
 
 def test_mirror_names_every_map_of_the_spec() -> None:

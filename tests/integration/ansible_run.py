@@ -18,8 +18,10 @@ TARGET_PYTHON = "/usr/bin/python3"
 
 
 def run_module(module: str, args: dict[str, Any], workdir: Path, *,
-               check: bool = False, diff: bool = False) -> dict[str, Any]:
-    """The registered result of one task (failed tasks included)."""
+               check: bool = False, diff: bool = False,
+               output: list[str] | None = None) -> dict[str, Any]:
+    """The registered result of one task (failed tasks included); what
+    ansible-playbook printed is appended to output, when given."""
     out = workdir / "result.json"
     if out.exists():
         out.unlink()
@@ -44,6 +46,8 @@ def run_module(module: str, args: dict[str, Any], workdir: Path, *,
     proc = subprocess.run(
         [str(PLAYBOOK_BIN), "-i", "localhost,", str(book)], cwd=REPO,
         env=env, capture_output=True, text=True, timeout=600, check=False)
+    if output is not None:
+        output.append(proc.stdout + proc.stderr)
     if not out.exists():
         raise AssertionError("ansible-playbook did not run the module:\n"
                              + proc.stdout + proc.stderr)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from pathlib import Path
 
+from plugins.module_utils import _bpf, _facts
 from tests.integration.ansible_run import run_module
 from tests.integration.conftest import ip
 
@@ -78,3 +80,13 @@ def test_missing_btf_without_fail_only_reports(tmp_path: Path,
                         check=True)
     assert not result.get("failed")
     assert result["ansible_facts"]["vos_fastpath"]["ready"] is False
+
+
+def test_the_name_of_a_loaded_program_is_read_from_the_kernel(
+        maps: Path) -> None:
+    fd = _bpf.obj_get(str(maps / "prog"))
+    try:
+        prog_id = _bpf.prog_info(fd).id
+    finally:
+        os.close(fd)
+    assert _facts.program_name(prog_id) == "sip_xdp_prog"

@@ -20,15 +20,12 @@ import pytest
 from plugins.module_utils import (
     _abi,
     _bpf,
-    _build,
     _counters,
-    _facts,
     _limits,
     _tag_cache,
 )
 from tests.dataplane import frames
 from tests.integration.ansible_run import run_module
-from tests.integration.conftest import REPO
 from tests.integration.test_boot import boot, detach_by_hand, install
 from tests.integration.test_xdp_attach import (
     SERVER,
@@ -37,11 +34,12 @@ from tests.integration.test_xdp_attach import (
     block,
     blocked,
     pins,
+    program_abi_map_ids,
     settings_flags,
     sip_ports,
     xdp,
 )
-from tests.releases import release_commit
+from tests.releases import build_release_object
 
 SCANNER_SRC = ipaddress.ip_address("192.0.2.70")
 CALLER_SRC = ipaddress.ip_address("192.0.2.71")
@@ -302,22 +300,8 @@ def release_0_1_object(built_object: Path,
                        tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The object of release 0.1.0, built from its commit with the flags
     of the build (_build.compile_flags) against this kernel."""
-    release = release_commit("0.1.0")
     work = tmp_path_factory.mktemp("release_0_1")
-    sources = work / "bpf"
-    sources.mkdir()
-    names = subprocess.run(
-        ["git", "-C", str(REPO), "ls-tree", "--name-only", release,
-         "bpf/"], check=True, capture_output=True, text=True).stdout.split()
-    for name in names:
-        (work / name).write_bytes(subprocess.run(
-            ["git", "-C", str(REPO), "show", "%s:%s" % (release, name)],
-            check=True, capture_output=True).stdout)
-    flags = _build.compile_flags(str(REPO / "build"), [str(sources)], [])
-    out = work / "sip_logic.bpf.o"
-    subprocess.run(["clang", *flags, "-c", str(sources / "sip_logic.bpf.c"),
-                    "-o", str(out)], check=True)
-    return out
+    return build_release_object("0.1.0", work / "sip_logic.bpf.o")
 
 
 @pytest.fixture
@@ -387,7 +371,7 @@ def test_a_host_running_0_1_0_keeps_every_entry_counter_and_setting(
     assert pins(pin_dir) == sorted([*_abi.MAPS, "prog_" + veth])
     for name in new_maps:
         assert layout_of(pin_dir, name) == _abi.map_layout(_abi.MAPS[name])
-    assert set(_facts.program_map_ids(now["id"])) == \
+    assert program_abi_map_ids(now["id"]) == \
         set(map_ids(pin_dir, _abi.MAPS).values())
     assert limits_raw(pin_dir) == _limits.limits_value(LIMITS)
     assert signature_slots(pin_dir) == _limits.signature_slots(SIGNATURES)

@@ -40,11 +40,10 @@ INVITE = (b"INVITE sip:bob@192.0.2.1 SIP/2.0\r\n"
           b"Via: SIP/2.0/UDP 192.0.2.66:5060;branch=z9hG4bK1\r\n"
           b"Content-Length: 0\r\n\r\n")
 CFLAGS = ["-target", "bpf", "-O2", "-mcpu=v3", "-g",
-          "-D__TARGET_ARCH_x86", "-I", str(REPO / "build"),
           "-I", str(REPO / "bpf"), "-I", "/usr/include",
           "-Wall", "-Wno-unused", "-Wno-pointer-sign"]
 FOREIGN_C = """
-#include "vmlinux.h"
+#include "fp_kernel.h"
 #include <bpf/bpf_helpers.h>
 char LICENSE[] SEC("license") = "GPL";
 SEC("xdp")
@@ -55,7 +54,7 @@ int other(struct xdp_md *c)
 """
 # Reads byte 100 of the packet without a bounds check: the verifier says no.
 REJECTED_C = """
-#include "vmlinux.h"
+#include "fp_kernel.h"
 #include <bpf/bpf_helpers.h>
 char LICENSE[] SEC("license") = "GPL";
 SEC("xdp")
@@ -153,12 +152,27 @@ def attach_through_netlink(veth: str, pin_dir: Path, obj: Path) -> None:
     progs = pin_dir / "old_progs"
     subprocess.run(["bpftool", "prog", "loadall", str(obj), str(progs),
                     "type", "xdp", "pinmaps", str(pin_dir)], check=True)
+    # Those versions' objects had no map of libbpf's own (today's has the
+    # kernel version's, .kconfig), so none was pinned.
+    for internal in pin_dir.glob("*kconfig"):
+        internal.unlink()
     prog_pin = pin_dir / ("prog_" + veth)
     (progs / "sip_xdp_prog").rename(prog_pin)
     progs.rmdir()
     with _bpf.Map.open_pinned(str(pin_dir / "sip_ports")) as m:
         m.update(_abi.U32.pack(5060), b"\1")
     ip("link", "set", "dev", veth, "xdpdrv", "pinned", str(prog_pin))
+
+
+def program_abi_map_ids(prog_id: int) -> set[int]:
+    """The ids of the maps of the ABI a loaded program uses: all of them
+    but the one libbpf makes for the kernel version (.kconfig)."""
+    ids = set()
+    for map_id in _facts.program_map_ids(prog_id):
+        with _bpf.Map(_bpf.map_fd_by_id(map_id)) as m:
+            if not m.name.endswith("kconfig"):
+                ids.add(map_id)
+    return ids
 
 
 def pinned_map_ids(pin_dir: Path) -> dict[str, int]:
@@ -249,7 +263,7 @@ def test_first_run_attaches_natively_with_maps_pinned_then_is_unchanged(
     assert first["attach_method"] == "link"
     assert first["link_pin"] == str(pin_dir / ("link_" + veth))
     assert held_by_our_link(pin_dir, veth)["id"] == first["link_id"]
-    assert set(_facts.program_map_ids(now["id"])) == \
+    assert program_abi_map_ids(now["id"]) == \
         set(pinned_map_ids(pin_dir).values())
     assert sip_ports(pin_dir) == [5060]
     assert settings_flags(pin_dir) == 0
@@ -424,6 +438,20 @@ def test_native_refused_fails_and_leaves_nothing(
 # Refusals that change nothing.
 
 
+def test_a_program_the_object_lacks_is_refused_and_nothing_changes(
+        veth: str, pin_dir: Path, built_object: Path,
+        tmp_path: Path) -> None:
+    """The programs are found by the name the kernel gives them, whatever
+    name bpftool pinned them under (its section's, before libbpf 1.0)."""
+    result = attach(veth, pin_dir, built_object, tmp_path, program="nope")
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "%s has no program named nope (it has sip_xdp_prog): set program "
+        "to one of them." % built_object)
+    assert xdp(veth) is None
+    assert pins(pin_dir) == []
+
+
 def test_foreign_program_is_refused_by_name_then_replaced_with_force(
         veth: str, pin_dir: Path, objects: dict[str, Path],
         tmp_path: Path) -> None:
@@ -551,7 +579,7 @@ def test_upgrade_replaces_the_program_and_keeps_lists_and_counters(
     now = xdp(veth)
     assert now["tag"] == upgraded["tag"] and now["id"] != first["prog_id"]
     assert pinned_map_ids(pin_dir) == ids
-    assert set(_facts.program_map_ids(now["id"])) == set(ids.values())
+    assert program_abi_map_ids(now["id"]) == set(ids.values())
     assert blocked(pin_dir, BLOCKED_SRC)
     assert counter(pin_dir, "BLOCKED") == 5
     send_invites(veth + "p", BLOCKED_SRC, 3)
@@ -947,8 +975,8 @@ def test_absent_removes_the_maps_only_when_no_interface_uses_them(
     attach(veth, pin_dir, objects["built"], tmp_path)
     shared = attach(second_veth, pin_dir, objects["built"], tmp_path)
     assert sorted(shared["reused_maps"]) == sorted(_abi.MAPS)
-    assert set(_facts.program_map_ids(xdp(veth)["id"])) == \
-        set(_facts.program_map_ids(xdp(second_veth)["id"]))
+    assert program_abi_map_ids(xdp(veth)["id"]) == \
+        program_abi_map_ids(xdp(second_veth)["id"])
 
     kept = detach(veth, pin_dir, tmp_path, keep_maps=False)
     assert kept["changed"] is True
@@ -1004,7 +1032,7 @@ def test_a_retired_bans_pin_is_left_alone_then_removed_at_teardown(
     assert first["reused_maps"] == []
     assert "bans" not in first["maps"]
     assert pins(pin_dir) == sorted([*our_pins(veth), "bans"])
-    prog_maps = set(_facts.program_map_ids(xdp(veth)["id"]))
+    prog_maps = program_abi_map_ids(xdp(veth)["id"])
     assert prog_maps == set(pinned_map_ids(pin_dir).values())
     assert map_id not in prog_maps
     assert retired_bans(pin_dir) == (map_id, [key], value)

@@ -1,11 +1,10 @@
-"""bpf_build with the tool boundary mocked: clang and bpftool are a fake
+"""bpf_build with the tool boundary mocked: clang is a fake
 run_command, files are real ones in tmp_path. The ELF reader runs on
 hand-made objects and on the real build/sip_logic.bpf.o."""
 
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 from pathlib import Path
@@ -25,7 +24,7 @@ SPEC_MAPS = ["sip_ports", "allow_v4", "allow_v6", "block_v4", "block_v6",
              "limits", "rate_state", "scanner_sigs", "scanner_hits",
              "bans_v2", "pardons", "rate_limited", "block_v4_hosts",
              "block_v6_hosts"]
-TOOLS = {"clang": "/usr/bin/clang", "bpftool": "/usr/sbin/bpftool"}
+TOOLS = {"clang": "/usr/bin/clang"}
 
 
 # --- a hand-made BPF object -------------------------------------------------
@@ -133,59 +132,51 @@ def test_global_subprograms_of_the_real_object_are_not_programs(
 # --- flags and clang -M -----------------------------------------------------
 
 def test_compile_command_is_the_one_of_the_spec() -> None:
-    flags = _build.compile_flags("build", ["bpf"], [], machine="x86_64")
+    flags = _build.compile_flags(["bpf"], [])
     argv = _build.compile_argv("clang", flags, "bpf/sip_logic.bpf.c",
                                "build/sip_logic.bpf.o")
     assert " ".join(argv) == (
-        "clang -target bpf -O2 -mcpu=v3 -g -D__TARGET_ARCH_x86 "
-        "-I build -I bpf -I /usr/include "
+        "clang -target bpf -O2 -mcpu=v3 -g "
+        "-I bpf -I /usr/include "
         "-Wall -Wno-unused -Wno-pointer-sign "
         "-c bpf/sip_logic.bpf.c -o build/sip_logic.bpf.o")
 
 
-@pytest.mark.parametrize("machine, macro", [
-    ("x86_64", "-D__TARGET_ARCH_x86"), ("aarch64", "-D__TARGET_ARCH_arm64")])
-def test_arch_macro_follows_the_machine(machine: str, macro: str) -> None:
-    flags = _build.compile_flags("out", [], ["-DX=1"], machine=machine)
-    assert macro in flags
+def test_extra_cflags_come_last() -> None:
+    flags = _build.compile_flags([], ["-DX=1"])
     assert flags[-1] == "-DX=1"
 
 
 def test_clang_make_rule_is_parsed_with_continuations_and_escapes() -> None:
     rule = ("prog.o: /src/prog.bpf.c /src/my\\ dir/a.h \\\n"
-            "  /out/vmlinux.h /usr/include/bpf/bpf_helpers.h \\\n"
+            "  /out/gen.h /usr/include/bpf/bpf_helpers.h \\\n"
             "  /src/cost$$.h\n")
     assert _build.parse_deps(rule) == [
-        "/src/prog.bpf.c", "/src/my dir/a.h", "/out/vmlinux.h",
+        "/src/prog.bpf.c", "/src/my dir/a.h", "/out/gen.h",
         "/usr/include/bpf/bpf_helpers.h", "/src/cost$.h"]
 
 
 # --- the module with fake tools ---------------------------------------------
 
 class FakeTools:
-    """clang and bpftool as run_command sees them."""
+    """clang as run_command sees it."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
         self.version = "Debian clang version 14.0.6\nTarget: bpf\n"
         self.compile_error: str | None = None
-        self.btf_dump = "struct task_struct { int pid; };\n"
 
     def __call__(self, argv: list[str], *args: Any,
                  **kwargs: Any) -> tuple[int, str, str]:
         assert isinstance(argv, list), "tools must run as an argv list"
         assert kwargs["environ_update"]["LANG"] == "C"
         self.calls.append(argv)
-        if argv[0].endswith("bpftool"):
-            return 0, self.btf_dump, ""
         if argv[1:] == ["--version"]:
             return 0, self.version, ""
         src = argv[-1] if "-M" in argv else argv[argv.index("-c") + 1]
         if "-M" in argv:
-            vmlinux = os.path.join(argv[argv.index("-I") + 1], "vmlinux.h")
             headers = sorted(str(h) for h in Path(src).parent.glob("*.h"))
-            return 0, "prog.o: %s \\\n %s\n" % (
-                src, " ".join(headers + [vmlinux])), ""
+            return 0, "prog.o: %s \\\n %s\n" % (src, " ".join(headers)), ""
         if self.compile_error:
             return 1, "", self.compile_error
         Path(argv[argv.index("-o") + 1]).write_bytes(FAKE_OBJECT)
@@ -194,9 +185,6 @@ class FakeTools:
     def compiled(self) -> bool:
         return any("-c" in argv for argv in self.calls)
 
-    def dumped(self) -> bool:
-        return any(argv[0].endswith("bpftool") for argv in self.calls)
-
 
 @pytest.fixture
 def tree(tmp_path: Path) -> dict[str, Any]:
@@ -204,14 +192,11 @@ def tree(tmp_path: Path) -> dict[str, Any]:
     out = tmp_path / "out"
     src.mkdir()
     out.mkdir()
-    (src / "prog.bpf.c").write_text('#include "vmlinux.h"\n'
-                                    '#include "fp_abi.h"\n')
+    (src / "prog.bpf.c").write_text('#include "fp_abi.h"\n')
     (src / "fp_abi.h").write_text("#define FP_ABI 1\n")
-    btf = tmp_path / "btf"
-    btf.write_bytes(b"BTF one")
-    return {"src": src, "out": out, "btf": btf, "args": {
+    return {"src": src, "out": out, "args": {
         "src": str(src / "prog.bpf.c"), "dest": str(out / "prog.bpf.o"),
-        "btf": str(btf), "include_dirs": [str(src)]}}
+        "include_dirs": [str(src)]}}
 
 
 def run_main(args: dict[str, Any], tools: FakeTools, *, check: bool = False,
@@ -237,10 +222,10 @@ def test_first_run_builds_and_second_is_unchanged(tree: dict) -> None:
     tools = FakeTools()
     first = run_main(tree["args"], tools)
     assert first["changed"] is True, first
-    assert tools.dumped() and tools.compiled()
+    assert tools.compiled()
     dest = tree["out"] / "prog.bpf.o"
     assert dest.read_bytes() == FAKE_OBJECT
-    assert (tree["out"] / "vmlinux.h").read_text() == tools.btf_dump
+    assert "vmlinux_h" not in first
     assert first["programs"] == [{"name": "sip_xdp_prog", "section": "xdp"}]
     assert first["maps"] == ["sip_ports", "stats"]
     assert first["size"] == len(FAKE_OBJECT)
@@ -252,7 +237,7 @@ def test_first_run_builds_and_second_is_unchanged(tree: dict) -> None:
     second = run_main(tree["args"], tools)
     assert second["changed"] is False, second["reasons"]
     assert second["reasons"] == []
-    assert not tools.compiled() and not tools.dumped()
+    assert not tools.compiled()
     assert second["sha256"] == first["sha256"]
     assert second["programs"] == first["programs"]
 
@@ -264,7 +249,7 @@ def test_changed_header_triggers_a_rebuild(tree: dict) -> None:
     result = run_main(tree["args"], tools)
     assert result["changed"] is True
     assert result["reasons"] == ["%s changed" % (tree["src"] / "fp_abi.h")]
-    assert tools.compiled() and not tools.dumped()
+    assert tools.compiled()
 
 
 def test_new_header_triggers_a_rebuild(tree: dict) -> None:
@@ -293,27 +278,31 @@ def test_new_compiler_version_triggers_a_rebuild(tree: dict) -> None:
     assert result["reasons"] == ["the compiler version changed"]
 
 
-def test_changed_btf_regenerates_vmlinux_h_and_rebuilds(tree: dict) -> None:
-    tools = FakeTools()
-    run_main(tree["args"], tools)
-    tree["btf"].write_bytes(b"BTF two")
-    tools.btf_dump = "struct task_struct { int pid, tgid; };\n"
-    result = run_main(tree["args"], tools)
-    assert result["changed"] is True
-    assert "the kernel BTF changed" in result["reasons"]
-    assert tools.dumped() and tools.compiled()
-    assert (tree["out"] / "vmlinux.h").read_text() == tools.btf_dump
-
-
-def test_edited_vmlinux_h_is_dumped_again_without_a_rebuild(
+def test_a_clang_older_than_12_is_refused_before_it_compiles(
         tree: dict) -> None:
     tools = FakeTools()
-    run_main(tree["args"], tools)
-    (tree["out"] / "vmlinux.h").write_text("/* edited */\n")
+    tools.version = "Debian clang version 11.0.1-2\nTarget: bpf\n"
     result = run_main(tree["args"], tools)
-    assert result["changed"] is True
-    assert tools.dumped() and not tools.compiled()
-    assert (tree["out"] / "vmlinux.h").read_text() == tools.btf_dump
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "/usr/bin/clang is clang 11.0.1, and the program needs clang 12 or "
+        "later (for its atomic compare-and-exchange): build on a host with "
+        "a newer clang (fastpath_build_host), or set clang.")
+    assert not tools.compiled()
+    assert list(tree["out"].iterdir()) == []
+
+
+@pytest.mark.parametrize("option, value", [
+    ("btf", "/nonexistent/vmlinux"), ("vmlinux_h", "/tmp/vmlinux.h"),
+    ("bpftool", "bpftool")])
+def test_the_options_of_the_kernel_header_are_ignored(
+        tree: dict, option: str, value: str) -> None:
+    """Their deprecation warning is checked through ansible-playbook
+    (tests/integration/test_bpf_build.py)."""
+    tools = FakeTools()
+    result = run_main(dict(tree["args"], **{option: value}), tools)
+    assert result["changed"] is True and not result.get("failed")
+    assert all(argv[0] == TOOLS["clang"] for argv in tools.calls)
 
 
 def test_object_changed_behind_our_back_is_rebuilt(tree: dict) -> None:
@@ -340,7 +329,7 @@ def test_check_mode_writes_nothing_and_says_why(tree: dict) -> None:
     result = run_main(tree["args"], tools, check=True, diff=True)
     assert result["changed"] is True
     assert list(tree["out"].iterdir()) == []
-    assert not tools.compiled() and not tools.dumped()
+    assert not tools.compiled()
     assert "the object does not exist" in result["reasons"]
     assert result["diff"]["before"] == {"sha256": None}
     assert "sha256" not in result
@@ -364,36 +353,10 @@ def test_diff_shows_the_sha256_before_and_after(tree: dict) -> None:
 
 
 def test_missing_clang_names_the_package(tree: dict) -> None:
-    result = run_main(tree["args"], FakeTools(),
-                      found={"bpftool": TOOLS["bpftool"]})
+    result = run_main(tree["args"], FakeTools(), found={})
     assert result["failed"] is True
     assert "install the package clang (Debian" in result["msg"]
     assert list(tree["out"].iterdir()) == []
-
-
-def test_missing_bpftool_names_the_package_when_vmlinux_h_is_needed(
-        tree: dict) -> None:
-    result = run_main(tree["args"], FakeTools(),
-                      found={"clang": TOOLS["clang"]})
-    assert result["failed"] is True
-    assert "linux-tools-$(uname -r)" in result["msg"]
-
-
-def test_bpftool_is_not_needed_once_vmlinux_h_is_dumped(tree: dict) -> None:
-    tools = FakeTools()
-    run_main(tree["args"], tools)
-    (tree["src"] / "fp_abi.h").write_text("#define FP_ABI 4\n")
-    result = run_main(tree["args"], tools, found={"clang": TOOLS["clang"]})
-    assert result["changed"] is True and not result.get("failed")
-
-
-def test_missing_btf_names_the_kernel_option(tree: dict) -> None:
-    tools = FakeTools()
-    result = run_main(dict(tree["args"], btf=str(tree["btf"]) + ".none"),
-                      tools)
-    assert result["failed"] is True
-    assert "CONFIG_DEBUG_INFO_BTF=y" in result["msg"]
-    assert tools.calls == []
 
 
 def test_missing_source_says_so(tree: dict) -> None:

@@ -99,6 +99,17 @@ def test_attached_program_from_ip_json(xdp: dict | None,
     assert _facts.attached_program(link) == expected
 
 
+def test_a_name_ip_leaves_out_is_read_from_the_kernel() -> None:
+    """iproute2 5.9 (Debian 11) shows no name in `ip -json link`."""
+    link = {"ifname": "eth0",
+            "xdp": {"mode": 1, "prog": {"id": 7, "tag": "ab"}}}
+    with mock.patch.object(_facts, "program_name",
+                           return_value="sip_xdp_prog") as name:
+        assert _facts.attached_program(link) == {
+            "id": 7, "name": "sip_xdp_prog", "tag": "ab", "mode": "native"}
+    name.assert_called_once_with(7)
+
+
 @pytest.mark.parametrize("release, links", [
     ("6.1.0-26-amd64", True), ("5.9.0", True), ("5.8.18-100.fc31", False),
     ("4.18.0-513.el8.x86_64", False), ("garbage", False),
