@@ -19,5 +19,5 @@ cd "$DEST"
 		tail -40 "$WORK/sanity.log" >&2
 	exit 1
 }
-grep -E "^Running sanity test" "$WORK/sanity.log" | wc -l |
-	xargs printf '[sanity] %s sanity tests passed\n'
+printf '[sanity] %s sanity tests passed\n' \
+	"$(grep -c -E "^Running sanity test" "$WORK/sanity.log")"

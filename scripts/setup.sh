@@ -73,14 +73,13 @@ if [[ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]]; then
 fi
 
 # ansible-test fetches a pip bootstrap script from a host outside the package
-# registries; its stand-in installs pip from Python's own wheel instead.
-for version in 24_2; do
-	cache="$HOME/.ansible/test/cache/get_pip_$version.py"
-	if ! cmp -s "$ROOT/scripts/get_pip_offline.py" "$cache"; then
-		mkdir -p "$(dirname "$cache")"
-		cp "$ROOT/scripts/get_pip_offline.py" "$cache"
-	fi
-done
+# registries; its stand-in installs pip from Python's own wheel instead
+# (24_2: the pip version of the host's ansible-core).
+cache="$HOME/.ansible/test/cache/get_pip_24_2.py"
+if ! cmp -s "$ROOT/scripts/get_pip_offline.py" "$cache"; then
+	mkdir -p "$(dirname "$cache")"
+	cp "$ROOT/scripts/get_pip_offline.py" "$cache"
+fi
 
 # podman for the molecule scenarios: runc (crun refuses this kind of
 # host's hybrid cgroups) and ulimits under the host's hard limits.

@@ -3,9 +3,11 @@
 # the data plane against its model through BPF_PROG_TEST_RUN, kernel tests, playbooks, molecule scenarios).
 # Fails when any test fails or when no test ran.
 #
-# With no argument, the molecule scenarios (tests/molecule) run in a second pytest process next to the lints and the
-# rest of the suite: they spend most of their time waiting on containers, so the two share the CPUs well. Their
-# output follows the rest's. With arguments, pytest runs once with them, after the lints.
+# With no argument, the sanity matrix (scripts/sanity_matrix.sh: ansible-test sanity on the lowest and highest
+# ansible-core, each with the lowest and highest target Python) and then the molecule scenarios (tests/molecule) run
+# in a second process next to the lints and the rest of the suite: the scenarios spend most of their time waiting on
+# containers, so the two share the CPUs well. Their output follows the rest's. With arguments, pytest runs once with
+# them, after the lints.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,9 +32,14 @@ judged() {
 molecule_pid=""
 molecule_log="$ROOT/build/pytest-molecule.log"
 if [[ $# -eq 0 ]]; then
-	echo "[test] pytest tests/molecule, in the background (output at the end)"
-	# Its own process group (setsid), so that stopping it stops molecule too.
-	setsid bash -c 'PYTHONPATH="$1" "$1/.venv/bin/python" -m pytest tests/molecule' _ "$ROOT" >"$molecule_log" 2>&1 &
+	echo "[test] sanity matrix, then pytest tests/molecule, in the background (output at the end)"
+	# Its own process group (setsid), so that stopping it stops molecule too. Both run whatever the other's
+	# outcome; the exit status fails when either failed.
+	# shellcheck disable=SC2016 # $1 is expanded by the inner bash
+	setsid bash -c '"$1/scripts/sanity_matrix.sh"; matrix=$?
+		PYTHONPATH="$1" "$1/.venv/bin/python" -m pytest tests/molecule; scenarios=$?
+		if [[ $scenarios -ne 0 ]]; then exit "$scenarios"; fi
+		exit "$matrix"' _ "$ROOT" >"$molecule_log" 2>&1 &
 	molecule_pid=$!
 	# Never leave the scenarios running when this script stops early.
 	trap '[[ -n "$molecule_pid" ]] && kill -TERM -- "-$molecule_pid" 2>/dev/null || true' EXIT
@@ -61,7 +68,7 @@ rest=$?
 wait "$molecule_pid"
 scenarios=$?
 molecule_pid=""
-echo "[test] pytest tests/molecule"
+echo "[test] sanity matrix, pytest tests/molecule"
 cat "$molecule_log"
 judged $rest
 rest=$?
