@@ -279,8 +279,8 @@ class Host(MapIO):
     def _program_pins(progs: str) -> dict[str, tuple[str, _bpf.ProgInfo]]:
         """{program name: (pin, info)} of the programs pinned in progs.
         The name comes from the kernel: a bpftool built on libbpf 1.0 or
-        later pins a program by its name, an older one (Debian 11's, Ubuntu
-        22.04's) by its section's."""
+        later pins a program by its name, an older one (Debian 11's, for
+        one) by its section's."""
         found = {}
         for entry in sorted(os.listdir(progs)) if os.path.isdir(progs) else []:
             pin = os.path.join(progs, entry)
