@@ -35,6 +35,10 @@ def playbook(name: str, inventory: Path, cwd: Path, env: dict[str, str],
     result = PlaybookResult(proc.returncode, proc.stdout + proc.stderr,
                             parse_recap(proc.stdout))
     assert result.rc == 0, "%s failed:\n%s" % (name, result.output[-6000:])
+    # What a user sees at the end of the run (pytest -s shows it).
+    recap = proc.stdout[proc.stdout.rfind("PLAY RECAP"):].strip()
+    print("$ ansible-playbook -i inventory vos.fastpath.%s %s\n%s"
+          % (name, " ".join(extra), recap))
     return result
 
 
@@ -88,6 +92,7 @@ def test_installed_collection_deploys_blocks_reads_and_tears_down(
          + [udp_frame(INVITE.replace(b"203.0.113.7", b"203.0.113.8"),
                       src=OTHER)] * 2)
     stats = playbook("stats", inventory, elsewhere, env)
+    print("\n".join(table_lines(stats.output)))
     headers, rows = parse(table_lines(stats.output), "packets")
     assert headers == ["edge1", "fleet"], headers
     assert rows["BLOCKED"] == ["3", "3"], rows
