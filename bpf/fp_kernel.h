@@ -8,8 +8,9 @@
  * Why not vmlinux.h: an XDP program reads only these fixed layouts, and a
  * header dumped from the kernel's BTF ties the build to a bpftool that can
  * read that kernel's BTF (Debian 11's bpftool 5.10 cannot read the BTF of
- * a recent kernel, whose kinds it does not know), and marks every struct for CO-RE relocation, which makes
- * libbpf load the kernel's BTF to load the program (bpftool 5.10 again).
+ * a recent kernel, whose kinds it does not know), and marks every struct
+ * for CO-RE relocation, which makes libbpf load the kernel's BTF to load
+ * the program (bpftool 5.10 again).
  */
 #ifndef FP_KERNEL_H
 #define FP_KERNEL_H
