@@ -152,10 +152,9 @@ def attach_through_netlink(veth: str, pin_dir: Path, obj: Path) -> None:
     progs = pin_dir / "old_progs"
     subprocess.run(["bpftool", "prog", "loadall", str(obj), str(progs),
                     "type", "xdp", "pinmaps", str(pin_dir)], check=True)
-    # Those versions' objects had no map of libbpf's own (today's has the
-    # kernel version's, .kconfig), so none was pinned.
-    for internal in pin_dir.glob("*kconfig"):
-        internal.unlink()
+    # Those versions' objects had no map of libbpf's own, so none was
+    # pinned.
+    unpin_libbpf_maps(pin_dir)
     prog_pin = pin_dir / ("prog_" + veth)
     (progs / "sip_xdp_prog").rename(prog_pin)
     progs.rmdir()
@@ -164,13 +163,26 @@ def attach_through_netlink(veth: str, pin_dir: Path, obj: Path) -> None:
     ip("link", "set", "dev", veth, "xdpdrv", "pinned", str(prog_pin))
 
 
+def libbpf_map(name: str) -> bool:
+    """Whether a map (or its pin) is libbpf's own, not the ABI's: the one
+    of the kernel version the program reads (.kconfig)."""
+    return name.endswith("kconfig")
+
+
+def unpin_libbpf_maps(pin_dir: Path) -> None:
+    """Remove the pins `bpftool ... pinmaps` made of libbpf's own maps."""
+    for pin in pin_dir.iterdir():
+        if libbpf_map(pin.name):
+            pin.unlink()
+
+
 def program_abi_map_ids(prog_id: int) -> set[int]:
     """The ids of the maps of the ABI a loaded program uses: all of them
-    but the one libbpf makes for the kernel version (.kconfig)."""
+    but libbpf's own."""
     ids = set()
     for map_id in _facts.program_map_ids(prog_id):
         with _bpf.Map(_bpf.map_fd_by_id(map_id)) as m:
-            if not m.name.endswith("kconfig"):
+            if not libbpf_map(m.name):
                 ids.add(map_id)
     return ids
 

@@ -14,6 +14,7 @@ from plugins.module_utils import _abi, _bpf
 from tests.dataplane import frames
 from tests.integration.ansible_run import run_module
 from tests.integration.conftest import ip
+from tests.integration.test_xdp_attach import unpin_libbpf_maps
 
 OPTIONS = (b"OPTIONS sip:server@192.0.2.1 SIP/2.0\r\n"
            b"Via: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK1\r\n"
@@ -164,12 +165,11 @@ def test_rate_limits_scanners_bans_and_signature_hits_are_read(
 
 def test_a_first_release_host_reports_its_counters_with_a_note(
         attached: str, pin_dir: Path, tmp_path: Path) -> None:
-    # What a 0.1.0 deploy pinned: the maps of MAPS_0_1 only, and not the
-    # map libbpf makes for today's program's kernel version (.kconfig).
+    # What a 0.1.0 deploy pinned: the maps of MAPS_0_1 only, and none of
+    # libbpf's own, which today's program has.
     for name in LATER_PINS:
         (pin_dir / name).unlink()
-    for internal in pin_dir.glob("*kconfig"):
-        internal.unlink()
+    unpin_libbpf_maps(pin_dir)
     assert sorted(p.name for p in pin_dir.iterdir()
                   if p.name != "prog") == sorted(_abi.MAPS_0_1)
     send(attached + "p", [frame(OPTIONS)] * 3)
